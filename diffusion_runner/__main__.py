@@ -1,0 +1,70 @@
+"""Entry point: `python -m diffusion_runner [group=option ...] [key=value ...]` (add -m to sweep).
+
+Every job ends with metrics.json: status "ok", or "failed" with the error. A failed job exits non-zero
+in a single run; in a sweep it is recorded and the sweep goes on to the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_runner import config  # noqa: F401  (registers the config schema)
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.loggers import NoLogger
+from diffusion_runner.pipeline import run, write_json
+
+log = logging.getLogger("diffusion_runner")
+
+
+def config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError behind an exception (instantiate wraps errors raised in constructors), if any."""
+    while exc is not None:
+        if isinstance(exc, ConfigError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    start = time.perf_counter()
+    logger = NoLogger()
+    try:
+        make_logger = instantiate(cfg.logger, _partial_=True)
+        logger = make_logger(run_config=OmegaConf.to_container(cfg, resolve=True), out_dir=out_dir)
+        results = run(cfg, out_dir, logger)
+    except Exception as exc:
+        bad_config = config_error(exc)
+        if bad_config is not None:
+            log.error("config error: %s", bad_config)
+        else:
+            log.exception("job failed")
+        error = bad_config or exc
+        write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                              "wall_seconds": time.perf_counter() - start})
+        logger.finish(failed=True)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return
+        if bad_config is not None:
+            sys.exit(f"config error: {bad_config}")
+        raise
+    results.update(status="ok", wall_seconds=time.perf_counter() - start)
+    write_json(out_dir / "metrics.json", results)
+    logger.summary(results)
+    logger.finish()
+    log.info("done in %.1f s: %s", results["wall_seconds"], out_dir / "metrics.json")
+
+
+if __name__ == "__main__":
+    main()

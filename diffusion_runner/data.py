@@ -1,0 +1,181 @@
+"""Datasets: sources of x_0 samples, drawn from a numpy Generator (nothing is downloaded).
+
+`GaussianMixture` also gives its exact log-density, and the log-density and score of its
+marginal x_t = m x_0 + s z under any linear SDE, which is again a Gaussian mixture with
+component k ~ N(m mu_k, (m^2 std_k^2 + s^2) I). The 2-D curves follow HelloScore: sklearn
+generators with noise 0, then (x - mean) / std * 2 with one scalar mean and std.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from functools import cached_property
+
+import numpy as np
+import torch
+from sklearn import datasets as skd
+from torch import Tensor
+
+from diffusion_runner.errors import ConfigError
+
+# Normalisation constants and dataset scale are estimated once, from this many points of a fixed seed.
+_REFERENCE_N = 100_000
+_REFERENCE_SEED = 12345
+
+
+class Dataset(ABC):
+    """A distribution over R^dim that can be sampled."""
+
+    dim: int
+    has_density: bool = False
+
+    @abstractmethod
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n float32 samples, shape (n, dim)."""
+
+    @cached_property
+    def std(self) -> float:
+        """Scalar standard deviation over all entries (the data scale)."""
+        return float(self.sample(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED)).std())
+
+
+class GaussianMixture(Dataset):
+    """sum_k w_k N(mu_k, diag(std_k^2)) in any dimension.
+
+    means: K x D; stds: one number, or K entries each a number (isotropic) or a D-vector (diagonal);
+    weights: K non-negative numbers,
+    normalised here (default uniform).
+    """
+
+    has_density = True
+
+    def __init__(self, means, stds, weights=None):
+        try:
+            means = np.asarray(means, dtype=np.float64)
+        except ValueError as e:
+            raise ConfigError("dataset.means: expected a K x D list of lists of numbers") from e
+        if means.ndim != 2 or means.shape[0] == 0:
+            raise ConfigError(f"dataset.means: expected a non-empty K x D list of lists, got shape {means.shape}")
+        k, d = means.shape
+        stds = _component_stds(stds, k, d)
+        weights = np.ones(k) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (k,) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ConfigError(f"dataset.weights: expected {k} non-negative numbers with a positive sum")
+        self.dim = d
+        self.means = torch.as_tensor(means)
+        self.stds = torch.as_tensor(stds)
+        self.log_weights = torch.as_tensor(np.log(weights / weights.sum()))
+
+    def sample(self, n, rng):
+        w = self.log_weights.exp().numpy()
+        comp = rng.choice(len(w), size=n, p=w / w.sum())
+        z = rng.standard_normal((n, self.dim))
+        return (self.means.numpy()[comp] + self.stds.numpy()[comp] * z).astype(np.float32)
+
+    def _components(self, x: Tensor, mean_coef: Tensor | float, std: Tensor | float):
+        """Per-component log N(x; m mu_k, v_k) -> (log w_k + log N_k, x - m mu_k, v_k) for x of shape (B, D)."""
+        mean_coef = torch.as_tensor(mean_coef, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+        std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+        means = self.means.to(x)
+        var = mean_coef**2 * self.stds.to(x) ** 2 + std**2  # (B or 1, K, D)
+        diff = x[:, None, :] - mean_coef * means  # (B, K, D)
+        log_n = -0.5 * (diff**2 / var + torch.log(2 * math.pi * var)).sum(-1)
+        return self.log_weights.to(x) + log_n, diff, var
+
+    def log_prob(self, x: Tensor, mean_coef: Tensor | float = 1.0, std: Tensor | float = 0.0) -> Tensor:
+        """log p_t(x) in nats for the marginal with coefficients (m, s); (1, 0) is the data density."""
+        logits, _, _ = self._components(x, mean_coef, std)
+        return torch.logsumexp(logits, dim=1)
+
+    def score(self, x: Tensor, mean_coef: Tensor | float, std: Tensor | float) -> Tensor:
+        """grad_x log p_t(x) = sum_k r_k(x) (m mu_k - x) / v_k, r_k the posterior responsibilities."""
+        logits, diff, var = self._components(x, mean_coef, std)
+        resp = torch.softmax(logits, dim=1)[..., None]
+        return -(resp * diff / var).sum(1)
+
+
+def _component_stds(stds, k: int, d: int) -> np.ndarray:
+    """K x D array from one number, or K entries each a number (isotropic) or a D-vector (diagonal)."""
+    entries = [stds] * k if isinstance(stds, numbers.Real) else list(stds)
+    if len(entries) != k:
+        raise ConfigError(f"dataset.stds: expected {k} entries (one per mean), got {len(entries)}")
+    rows = []
+    for entry in entries:
+        row = np.asarray(entry, dtype=np.float64)
+        row = np.full(d, float(row)) if row.ndim == 0 else row
+        if row.shape != (d,) or np.any(row <= 0):
+            raise ConfigError(f"dataset.stds: each entry must be a positive number or {d} positive numbers")
+        rows.append(row)
+    return np.stack(rows)
+
+
+def ring_mixture(n_modes: int = 8, radius: float = 4.0, std: float = 0.5, weights=None) -> GaussianMixture:
+    """n_modes isotropic Gaussians evenly spaced on a circle of the given radius, the first on the +x axis."""
+    if n_modes < 1 or radius < 0:
+        raise ConfigError(f"dataset: need n_modes >= 1 and radius >= 0, got {n_modes}, {radius}")
+    angles = 2 * np.pi * np.arange(n_modes) / n_modes
+    means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return GaussianMixture(means, np.full(n_modes, std), weights)
+
+
+class NormalisedCurve(Dataset):
+    """A 2-D point set rescaled to (x - mean) / std * scale with one scalar mean and std,
+    estimated once from a fixed-seed reference draw so every draw shares the same map."""
+
+    dim = 2
+
+    def __init__(self, scale: float = 2.0):
+        self.scale = float(scale)
+        ref = self.raw_sample(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED))
+        self._mean, self._std = float(ref.mean()), float(ref.std())
+
+    @abstractmethod
+    def raw_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Unnormalised (n, 2) points."""
+
+    def sample(self, n, rng):
+        return ((self.raw_sample(n, rng) - self._mean) / self._std * self.scale).astype(np.float32)
+
+
+def _sklearn_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+class SwissRoll(NormalisedCurve):
+    """sklearn make_swiss_roll(noise=0, hole=True), columns [0, 2]."""
+
+    def raw_sample(self, n, rng):
+        return skd.make_swiss_roll(n, noise=0.0, hole=True, random_state=_sklearn_seed(rng))[0][:, [0, 2]]
+
+
+class Moons(NormalisedCurve):
+    """sklearn make_moons(noise=0)."""
+
+    def raw_sample(self, n, rng):
+        return skd.make_moons(n, noise=0.0, random_state=_sklearn_seed(rng))[0]
+
+
+class Circles(NormalisedCurve):
+    """sklearn make_circles(noise=0, factor): two concentric circles with radius ratio `factor`."""
+
+    def __init__(self, factor: float = 0.8, scale: float = 2.0):
+        if not 0 < factor < 1:
+            raise ConfigError(f"dataset.factor: must be in (0, 1), got {factor}")
+        self.factor = float(factor)
+        super().__init__(scale)
+
+    def raw_sample(self, n, rng):
+        return skd.make_circles(n, noise=0.0, factor=self.factor, random_state=_sklearn_seed(rng))[0]
+
+
+class Checkerboard(NormalisedCurve):
+    """Uniform points of [-2 pi, 2 pi]^2 where sin(x_0) and sin(x_1) differ in sign (rejection sampled)."""
+
+    def raw_sample(self, n, rng):
+        out = np.empty((0, 2))
+        while len(out) < n:
+            x = rng.uniform(-2 * np.pi, 2 * np.pi, size=(2 * (n - len(out)) + 16, 2))
+            out = np.concatenate([out, x[np.sin(x[:, 0]) * np.sin(x[:, 1]) < 0]])
+        return out[:n]

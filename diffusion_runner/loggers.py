@@ -1,0 +1,52 @@
+"""Experiment loggers: `none` keeps everything in the run directory; `wandb` also sends it to wandb."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class NoLogger:
+    """Logs nothing beyond the run directory."""
+
+    def __init__(self, run_config: dict | None = None, out_dir: Path | None = None):
+        pass
+
+    def log(self, values: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_images(self, images: dict[str, Path]) -> None:
+        pass
+
+    def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, failed: bool = False) -> None:
+        pass
+
+
+class WandbLogger(NoLogger):
+    """One wandb run per job, written under the job's directory; offline unless mode=online."""
+
+    def __init__(self, run_config: dict, out_dir: Path, project: str = "diffusion_runner", mode: str = "offline",
+                 entity: str | None = None, group: str | None = None, name: str | None = None,
+                 tags: list[str] | None = None):
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        import wandb
+
+        self._wandb = wandb
+        self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(out_dir), config=run_config,
+                              group=group, name=name or out_dir.name, tags=list(tags or []), reinit="finish_previous")
+
+    def log(self, values, step=None):
+        self.run.log(values, step=step)
+
+    def log_images(self, images):
+        self.run.log({k: self._wandb.Image(str(p)) for k, p in images.items()})
+
+    def summary(self, values):
+        self.run.summary.update(values)
+
+    def finish(self, failed=False):
+        self.run.finish(exit_code=1 if failed else 0)

@@ -1,0 +1,137 @@
+"""One job: build the ingredients from the config, train, sample, evaluate, and write the run directory.
+
+Run directory: metrics.json, samples.npy (N x D float32), checkpoint.pt, samples.png, density.png,
+trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_runner import plots
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.train import train
+
+log = logging.getLogger(__name__)
+
+# Independent random streams derived from the job seed.
+DATA_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM = range(4)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device: '{name}' is not auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' asked for, but CUDA is not available here (use auto or cpu)")
+    return device
+
+
+def torch_generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
+    state = np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees a half-written file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def build_metrics(cfg: DictConfig, dataset, n_samples: int) -> dict[str, Any]:
+    """Instantiate the configured metrics, dropping (with a log line) those the dataset cannot support."""
+    metrics = {}
+    for name, node in cfg.items():
+        metric = instantiate(node)
+        if metric.needs_density and not dataset.has_density:
+            log.info("metric %s skipped: %s has no closed-form density", name, type(dataset).__name__)
+            continue
+        metrics[name] = metric
+    need = max((m.min_samples for m in metrics.values()), default=1)
+    if n_samples < need:
+        raise ConfigError(f"eval.n_samples: the metrics need at least {need} generated samples, got {n_samples}")
+    return metrics
+
+
+def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
+    """Train -> sample -> evaluate. Returns the metrics written to metrics.json."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # weight initialisation
+    dataset = instantiate(cfg.dataset)
+    sde = instantiate(cfg.sde)
+    model = instantiate(cfg.model, sde=sde, dataset=dataset).to(device)
+    sampler = instantiate(cfg.sampler)
+    metrics = build_metrics(cfg.eval.metrics, dataset, cfg.eval.n_samples)
+    results: dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads()}
+    log.info("job: %s on %s -> %s", type(model).__name__, device, out_dir)
+
+    checkpoint: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    if model.trainable:
+        rng = np.random.default_rng([cfg.seed, DATA_STREAM])
+        data = torch.as_tensor(dataset.sample(cfg.train.n_data, rng), device=device)
+        loss_fn = instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
+        log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
+                 cfg.train.steps, cfg.train.batch_size)
+        fit = train(model, loss_fn, data, instantiate(cfg.train.optimizer), cfg.train.steps, cfg.train.batch_size,
+                    instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay, cfg.train.log_every,
+                    torch_generator(cfg.seed, TRAIN_STREAM, device),
+                    on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
+                                                                    step=step))
+        results.update(train_seconds=fit.seconds, train_steps_per_s=fit.steps_per_second,
+                       final_loss=float(fit.losses[-max(1, len(fit.losses) // 100):].mean()))
+        checkpoint.update(model=fit.model.state_dict(), optimizer=fit.optimizer.state_dict(), step=cfg.train.steps)
+        if fit.model is not model:
+            checkpoint["online_model"] = model.state_dict()
+        model = fit.model
+        plots.loss_curve(fit.losses, out_dir / "loss.png")
+    else:
+        log.info("model %s has no parameters: no training", type(model).__name__)
+        results["train_seconds"] = 0.0
+        checkpoint["model"] = model.state_dict()
+    torch.save(checkpoint, out_dir / "checkpoint.pt")
+
+    start = time.perf_counter()
+    shape = (cfg.eval.n_samples, dataset.dim)
+    x, snapshots, nfe = sampler.sample(model.score, sde, shape, torch_generator(cfg.seed, SAMPLE_STREAM, device),
+                                       device)
+    samples = x.cpu().numpy().astype(np.float32)
+    results.update(sample_seconds=time.perf_counter() - start, nfe=nfe)
+    np.save(out_dir / "samples.npy", samples)
+    bad = int((~np.isfinite(samples)).any(axis=1).sum())
+    if bad:
+        raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
+    log.info("sampled %d points with %d score evaluations in %.1f s", len(samples), nfe, results["sample_seconds"])
+
+    start = time.perf_counter()
+    eval_rng = np.random.default_rng([cfg.seed, EVAL_STREAM])
+    for name, metric in metrics.items():
+        values = metric(samples, dataset, eval_rng)
+        log.info("%s: %s", name, ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
+        results.update(values)
+    results["eval_seconds"] = time.perf_counter() - start
+
+    reference = dataset.sample(len(samples), np.random.default_rng([cfg.seed, EVAL_STREAM, 1]))
+    lims = plots.plot_limits(reference)
+    plots.samples_vs_truth(samples, reference, out_dir / "samples.png")
+    plots.density(samples, lims, out_dir / "density.png")
+    plots.trajectory([(t, s.cpu().numpy()) for t, s in snapshots], lims, out_dir / "trajectory.png")
+    logger.log_images({name: out_dir / f"{name}.png" for name in ("samples", "density", "trajectory", "loss")
+                       if (out_dir / f"{name}.png").exists()})
+    return results

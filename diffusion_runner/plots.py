@@ -1,0 +1,90 @@
+"""PNG figures of one job. Points of any dimension are shown by their first two coordinates
+(1-D data as histograms). Uses matplotlib's object API, so no display or global state is needed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+Limits = tuple[float, float, float, float]
+
+
+def plot_limits(points: np.ndarray, margin: float = 0.1) -> Limits:
+    """Square-ish box (xmin, xmax, ymin, ymax) around the central 99.8% of the points."""
+    lo, hi = np.percentile(points[:, : min(2, points.shape[1])], [0.1, 99.9], axis=0)
+    pad = margin * (hi - lo).max()
+    lo, hi = lo - pad, hi + pad
+    if len(lo) == 1:
+        return float(lo[0]), float(hi[0]), 0.0, 1.0
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def density_panel(ax: Axes, points: np.ndarray, lims: Limits, title: str = "", bins: int = 120) -> None:
+    """2-D histogram of the points as an image of counts (a density histogram for 1-D data)."""
+    if points.shape[1] == 1:
+        ax.hist(points[:, 0], bins=bins, range=lims[:2], density=True, color="tab:blue")
+    else:
+        ax.hist2d(points[:, 0], points[:, 1], bins=bins, range=[lims[:2], lims[2:]], cmap="magma")
+        ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def samples_vs_truth(samples: np.ndarray, reference: np.ndarray, path: Path) -> None:
+    """Generated points over fresh ground-truth points."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    lims = plot_limits(reference)
+    if samples.shape[1] == 1:
+        ax.hist(reference[:, 0], bins=100, range=lims[:2], density=True, alpha=0.5, label="ground truth")
+        ax.hist(samples[:, 0], bins=100, range=lims[:2], density=True, alpha=0.5, label="generated")
+    else:
+        ax.scatter(reference[:, 0], reference[:, 1], s=1, alpha=0.3, label="ground truth", color="tab:gray")
+        ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3, label="generated", color="tab:red")
+        ax.set_xlim(lims[:2])
+        ax.set_ylim(lims[2:])
+        ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=8)
+    ax.set_title("generated vs ground truth")
+    _save(fig, path)
+
+
+def density(samples: np.ndarray, lims: Limits, path: Path, title: str = "generated density") -> None:
+    fig = Figure(figsize=(5, 5))
+    density_panel(fig.subplots(), samples, lims, title)
+    _save(fig, path)
+
+
+def trajectory(snapshots: Sequence[tuple[float, np.ndarray]], lims: Limits, path: Path) -> None:
+    """One density panel per kept state of the reverse process, from the prior (t = T) to t = eps."""
+    fig = Figure(figsize=(2.6 * len(snapshots), 2.8))
+    for ax, (t, x) in zip(fig.subplots(1, len(snapshots)), snapshots, strict=True):
+        density_panel(ax, x, lims, f"t = {t:.3g}", bins=80)
+    _save(fig, path)
+
+
+def loss_curve(losses: np.ndarray, path: Path) -> None:
+    """Per-step training loss with a moving average over ~1% of the steps."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.3, alpha=0.4, color="tab:blue", label="step")
+    w = max(1, len(losses) // 100)
+    if len(losses) >= w:
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="tab:blue", label=f"moving mean ({w})")
+    if np.all(losses > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    _save(fig, path)

@@ -1,0 +1,158 @@
+"""Linear forward SDEs dx = f(x, t) dt + g(t) dw on t in [0, T].
+
+Every SDE here has a Gaussian transition x_t | x_0 ~ N(m(t) x_0, s(t)^2 I), so a subclass gives
+the drift f, the diffusion g and the closed-form marginal (m, s); the reverse-time drift, the
+probability-flow drift and the prior N(0, s(T)^2 I) follow in the base class. Times are tensors
+of shape (batch,); coefficients broadcast over any trailing data dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from diffusion_runner.errors import ConfigError
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def append_dims(v: Tensor, ndim: int) -> Tensor:
+    """Reshape a (batch,) tensor to (batch, 1, ..., 1) with `ndim` dimensions in all."""
+    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+class SDE(ABC):
+    """Forward SDE on [0, T]; sampling stops at the smallest time `eps`."""
+
+    def __init__(self, T: float, eps: float):
+        if not 0 < eps < T:
+            raise ConfigError(f"sde: need 0 < eps < T, got eps={eps}, T={T}")
+        self.T = float(T)
+        self.eps = float(eps)
+
+    @abstractmethod
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        """f(x, t)."""
+
+    @abstractmethod
+    def diffusion(self, t: Tensor) -> Tensor:
+        """g(t), shape (batch,)."""
+
+    @abstractmethod
+    def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(m(t), s(t)) with x_t = m(t) x_0 + s(t) z, each of shape (batch,)."""
+
+    def prior_std(self) -> float:
+        """Standard deviation of the prior N(0, s(T)^2 I)."""
+        return float(self.marginal(torch.tensor([self.T], dtype=torch.float64))[1])
+
+    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> Tensor:
+        return self.prior_std() * torch.randn(shape, generator=generator, device=device)
+
+    def prior_logp(self, x: Tensor) -> Tensor:
+        """log N(x; 0, s(T)^2 I) summed over all but the batch dimension, in nats."""
+        var = self.prior_std() ** 2
+        d = x[0].numel()
+        return -0.5 * (x.flatten(1).pow(2).sum(1) / var + d * math.log(2 * math.pi * var))
+
+    def reverse_drift(self, x: Tensor, t: Tensor, score: Tensor, ode: bool = False) -> Tensor:
+        """Drift of the reverse-time SDE, f - g^2 score, or of the probability-flow ODE,
+        f - g^2 score / 2, both in forward-time units (integrate with dt < 0)."""
+        g2 = append_dims(self.diffusion(t) ** 2, x.ndim)
+        return self.drift(x, t) - (0.5 if ode else 1.0) * g2 * score
+
+
+class OU(SDE):
+    """Ornstein-Uhlenbeck: dx = -theta x dt + sigma dw.
+
+    m(t) = exp(-theta t), s(t)^2 = sigma^2 (1 - exp(-2 theta t)) / (2 theta).
+    """
+
+    def __init__(self, theta: float = 1.0, sigma: float = math.sqrt(2.0), T: float = 5.0, eps: float = 1e-4):
+        super().__init__(T, eps)
+        if theta <= 0 or sigma <= 0:
+            raise ConfigError(f"sde: theta and sigma must be positive, got theta={theta}, sigma={sigma}")
+        self.theta, self.sigma = float(theta), float(sigma)
+
+    def drift(self, x, t):
+        return -self.theta * x
+
+    def diffusion(self, t):
+        return torch.full_like(t, self.sigma)
+
+    def marginal(self, t):
+        m = torch.exp(-self.theta * t)
+        s = self.sigma * torch.sqrt(-torch.expm1(-2 * self.theta * t) / (2 * self.theta))
+        return m, s
+
+
+class VP(SDE):
+    """Variance preserving (DDPM): dx = -beta(t) x / 2 dt + sqrt(beta(t)) dw, beta linear in t.
+
+    With B(t) = int_0^t beta: m(t) = exp(-B/2), s(t)^2 = 1 - exp(-B).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, eps: float = 1e-3):
+        super().__init__(T, eps)
+        if not 0 < beta_min <= beta_max:
+            raise ConfigError(f"sde: need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.beta_min + (self.beta_max - self.beta_min) * t / self.T
+
+    def integrated_beta(self, t: Tensor) -> Tensor:
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2 / self.T
+
+    def drift(self, x, t):
+        return -0.5 * append_dims(self.beta(t), x.ndim) * x
+
+    def diffusion(self, t):
+        return torch.sqrt(self.beta(t))
+
+    def marginal(self, t):
+        b = self.integrated_beta(t)
+        return torch.exp(-0.5 * b), torch.sqrt(-torch.expm1(-b))
+
+
+class SubVP(VP):
+    """Sub-VP: the VP drift with g(t)^2 = beta(t) (1 - exp(-2 B(t))); s(t) = 1 - exp(-B)."""
+
+    def diffusion(self, t):
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2 * self.integrated_beta(t)))
+
+    def marginal(self, t):
+        b = self.integrated_beta(t)
+        return torch.exp(-0.5 * b), -torch.expm1(-b)
+
+
+class VE(SDE):
+    """Variance exploding: dx = sqrt(d sigma(t)^2 / dt) dw, sigma(t) = sigma_min (sigma_max/sigma_min)^(t/T).
+
+    m(t) = 1, s(t)^2 = sigma(t)^2 - sigma_min^2 (exact for x_0 taken at t = 0).
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0, T: float = 1.0, eps: float = 1e-5):
+        super().__init__(T, eps)
+        if not 0 < sigma_min < sigma_max:
+            raise ConfigError(f"sde: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self._log_ratio = math.log(sigma_max / sigma_min)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.sigma_min * torch.exp(self._log_ratio * t / self.T)
+
+    def drift(self, x, t):
+        return torch.zeros_like(x)
+
+    def diffusion(self, t):
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio / self.T)
+
+    def marginal(self, t):
+        s = self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_ratio * t / self.T))
+        return torch.ones_like(t), s

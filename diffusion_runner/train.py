@@ -1,0 +1,105 @@
+"""The training loop: minibatch score matching on a fixed training set held on the device.
+
+The hot path is index -> loss -> backward -> (clip) -> step -> (EMA) with no DataLoader, no host sync and
+no per-step Python bookkeeping beyond storing the loss tensor; the loss is read back only when progress
+is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.losses import DSM
+from diffusion_runner.models.base import ScoreModel
+
+log = logging.getLogger(__name__)
+
+
+class EMA:
+    """p_ema <- decay p_ema + (1 - decay) p after every step, starting from the initial weights.
+
+    Uses torch's own EMA update (foreach lerp) on parameter lists held here: ~5x cheaper per step than
+    AveragedModel.update_parameters, which rebuilds those lists every call.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self._update = get_ema_multi_avg_fn(decay)
+        self._ema = [p.detach() for p in self.module.parameters()]
+        self._live = [p.detach() for p in model.parameters()]
+
+    def update(self) -> None:
+        self._update(self._ema, self._live, None)
+
+
+@dataclass
+class TrainResult:
+    model: ScoreModel  # the model to sample with: the EMA copy when EMA is on
+    losses: np.ndarray  # loss of every step
+    optimizer: torch.optim.Optimizer
+    seconds: float
+
+    @property
+    def steps_per_second(self) -> float:
+        return len(self.losses) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def train(model: ScoreModel, loss_fn: DSM, data: torch.Tensor, make_optimizer: Callable, steps: int,
+          batch_size: int, make_scheduler: Callable | None = None, grad_clip: float | None = None,
+          ema_decay: float | None = None,
+          log_every: int = 1000, generator: torch.Generator | None = None,
+          on_progress: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data`;
+    make_optimizer(params) and make_scheduler(optimizer) (stepped once per step) build the optimiser.
+
+    on_progress(step, mean loss since the last report, steps/s) is called every `log_every` steps.
+    """
+    if steps < 1 or batch_size < 1 or log_every < 1:
+        raise ConfigError(f"train: steps, batch_size and log_every must be >= 1, "
+                          f"got {steps}, {batch_size}, {log_every}")
+    if ema_decay is not None and not 0 < ema_decay < 1:
+        raise ConfigError(f"train.ema_decay: must be in (0, 1) or null, got {ema_decay}")
+    optimizer = make_optimizer(model.parameters())
+    scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
+    ema = EMA(model, ema_decay) if ema_decay else None
+    losses = torch.empty(steps, device=data.device)
+    n = data.shape[0]
+    model.train()
+    start = last_time = time.perf_counter()
+    last_step = 0
+    for step in range(steps):
+        idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
+        loss = loss_fn(model, data[idx], generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update()
+        losses[step] = loss.detach()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            mean = float(losses[last_step : step + 1].mean())
+            if not np.isfinite(mean):
+                raise FloatingPointError(f"training diverged: loss is {mean} by step {step + 1}")
+            now = time.perf_counter()
+            rate = (step + 1 - last_step) / (now - last_time)
+            log.info("step %d/%d  loss %.4f  %.0f steps/s", step + 1, steps, mean, rate)
+            if on_progress is not None:
+                on_progress(step + 1, mean, rate)
+            last_step, last_time = step + 1, now
+    seconds = time.perf_counter() - start
+    trained = ema.module if ema is not None else model
+    trained.eval()
+    return TrainResult(trained, losses.cpu().numpy(), optimizer, seconds)

@@ -1,0 +1,36 @@
+"""Shared helpers: compose the project's config with Hydra's compose API, and tiny job settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import diffusion_runner.config  # noqa: F401  (registers the schema)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("dataset", "sde", "loss", "weighting", "model", "sampler", "logger")
+
+# A job small enough for a test: few steps, few samples, small metric sizes.
+TINY = [
+    "train.steps=200", "train.batch_size=256", "train.n_data=2000", "train.log_every=100",
+    "sampler.steps=100", "eval.n_samples=1000", "eval.metrics.kl_kde.n_reference=1000",
+    "eval.metrics.chamfer.n_clouds=10", "eval.metrics.emd.n=300",
+]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_config(overrides=(), return_hydra_config=False):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture
+def tiny():
+    return list(TINY)

@@ -1,0 +1,63 @@
+"""The real command line: one job end to end, a wandb-logged job, a bad option, a config error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+from tests.conftest import TINY
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "diffusion_runner", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_job_end_to_end_writes_every_file(tmp_path):
+    out = tmp_path / "job"
+    proc = cli("sde=ddpm", "weighting=inv_var", "train.steps=300", *TINY[1:], f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert yaml.safe_load((out / ".hydra/overrides.yaml").read_text())[:2] == ["sde=ddpm", "weighting=inv_var"]
+    assert (out / ".hydra/config.yaml").exists() and (out / ".hydra/hydra.yaml").exists()
+    log = (out / "run.log").read_text()
+    assert "step 300/300" in log and "steps/s" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok"
+    for key in ("kl_kde", "kl_kde_floor", "chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds"):
+        assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (1000, 2) and samples.dtype == np.float32
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 300 and "optimizer" in ckpt and "online_model" in ckpt
+    for png in ("samples", "density", "trajectory", "loss"):
+        assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+    assert not (tmp_path / "outputs").exists()  # hydra.run.dir was honoured
+
+
+def test_wandb_logger_writes_an_offline_run(tmp_path):
+    out = tmp_path / "job"
+    proc = cli("logger=wandb", "model=oracle", *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_unknown_option_lists_valid_ones(tmp_path):
+    proc = cli("sampler=nope", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'sampler/nope'" in proc.stderr and "euler_maruyama" in proc.stderr
+
+
+def test_config_error_is_one_line_and_recorded(tmp_path):
+    out = tmp_path / "job"
+    proc = cli("dataset=swiss_roll", "model=oracle", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("config error: model=oracle needs")
+    assert "Traceback" not in proc.stderr + proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "model=oracle" in metrics["error"]
