@@ -39,10 +39,13 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     start = time.perf_counter()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     logger = NoLogger()
     try:
         make_logger = instantiate(cfg.logger, _partial_=True)
-        logger = make_logger(run_config=OmegaConf.to_container(cfg, resolve=True), out_dir=out_dir)
+        logger = make_logger(run_config=OmegaConf.to_container(cfg, resolve=True), out_dir=out_dir,
+                             job_name=hydra_cfg.job.override_dirname or out_dir.name,
+                             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
         results = run(cfg, out_dir, logger)
     except Exception as exc:
         bad_config = config_error(exc)
@@ -54,7 +57,7 @@ def main(cfg: DictConfig) -> None:
         write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(error).__name__}: {error}",
                                               "wall_seconds": time.perf_counter() - start})
         logger.finish(failed=True)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if multirun:
             return
         if bad_config is not None:
             sys.exit(f"config error: {bad_config}")

@@ -10,7 +10,8 @@ from typing import Any
 class NoLogger:
     """Logs nothing beyond the run directory."""
 
-    def __init__(self, run_config: dict | None = None, out_dir: Path | None = None):
+    def __init__(self, run_config: dict | None = None, out_dir: Path | None = None, job_name: str | None = None,
+                 sweep_dir: Path | None = None):
         pass
 
     def log(self, values: dict[str, float], step: int | None = None) -> None:
@@ -27,17 +28,22 @@ class NoLogger:
 
 
 class WandbLogger(NoLogger):
-    """One wandb run per job, written under the job's directory; offline unless mode=online."""
+    """One wandb run per job, written under the job's directory; offline unless mode=online.
 
-    def __init__(self, run_config: dict, out_dir: Path, project: str = "diffusion_runner", mode: str = "offline",
-                 entity: str | None = None, group: str | None = None, name: str | None = None,
-                 tags: list[str] | None = None):
+    The run is named after the job's overrides and, in a sweep, grouped by the sweep directory's name,
+    unless `name` or `group` are given.
+    """
+
+    def __init__(self, run_config: dict, out_dir: Path, job_name: str | None = None, sweep_dir: Path | None = None,
+                 project: str = "diffusion_runner", mode: str = "offline", entity: str | None = None,
+                 group: str | None = None, name: str | None = None, tags: list[str] | None = None):
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         import wandb
 
         self._wandb = wandb
         self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(out_dir), config=run_config,
-                              group=group, name=name or out_dir.name, tags=list(tags or []), reinit="finish_previous")
+                              group=group or (Path(sweep_dir).name if sweep_dir else None),
+                              name=name or job_name or out_dir.name, tags=list(tags or []), reinit="finish_previous")
 
     def log(self, values, step=None):
         self.run.log(values, step=step)

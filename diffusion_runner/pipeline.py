@@ -41,6 +41,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def set_threads(threads: int | None) -> None:
+    """torch CPU threads: as configured; else SLURM_CPUS_PER_TASK on a Slurm allocation; else torch's default
+    (which honours OMP_NUM_THREADS, as set per worker by the joblib launcher)."""
+    threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
+    if threads < 0:
+        raise ConfigError(f"threads: must be a positive number or null, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def torch_generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
     state = np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(state))
@@ -70,8 +80,7 @@ def build_metrics(cfg: DictConfig, dataset, n_samples: int) -> dict[str, Any]:
 
 def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
     """Train -> sample -> evaluate. Returns the metrics written to metrics.json."""
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
     dataset = instantiate(cfg.dataset)

@@ -1,0 +1,263 @@
+"""Sweep reports: one row per configuration (the overrides that vary between jobs, the seed aside) with the mean
+and standard deviation over seeds of every metric, the ratio to the oracle row that shares its dataset, SDE, sampler and
+evaluation, and the number of jobs done, failed and missing.
+
+Written into the sweep directory: results.md, results.csv, results_bars.png (metrics with error bars) and
+results_densities.png (ground truth and one generated density per configuration). Hydra calls SweepReport at
+the end of every multirun; `python -m diffusion_runner.report SWEEP_DIR` rebuilds the same files from any
+sweep directory, finished or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion_runner import plots
+
+log = logging.getLogger(__name__)
+
+QUALITY = ("kl_kde", "chamfer", "emd")  # lower is better; these get a ratio to the oracle
+SHOWN = ("kl_kde", "kl_kde_floor", "chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds")
+# Sections that must agree for an oracle row to be a configuration's reference.
+SHARED = ("dataset", "sde", "sampler", "eval")
+
+
+@dataclass
+class Job:
+    path: Path
+    overrides: list[str]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        """ok | failed | missing (no metrics.json: unfinished, or its process was killed)."""
+        return self.metrics.get("status", "missing")
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.config["model"]["_target_"].endswith(".Oracle")
+
+
+@dataclass
+class Row:
+    key: str
+    jobs: list[Job]
+    stats: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # metric -> (mean, std, n)
+    oracle: Row | None = None
+
+    def count(self, status: str) -> int:
+        return sum(j.status == status for j in self.jobs)
+
+    def ratio(self, metric: str) -> float:
+        if self.oracle is None or metric not in self.stats or metric not in self.oracle.stats:
+            return math.nan
+        return self.stats[metric][0] / self.oracle.stats[metric][0]
+
+
+def load_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job directory (one holding .hydra/overrides.yaml) under the sweep directory, in job order."""
+    jobs = []
+    for overrides in sweep_dir.glob("**/.hydra/overrides.yaml"):
+        path = overrides.parent.parent
+        metrics_file = path / "metrics.json"
+        jobs.append(Job(path, yaml.safe_load(overrides.read_text()) or [],
+                        yaml.safe_load((path / ".hydra/config.yaml").read_text()),
+                        json.loads(metrics_file.read_text()) if metrics_file.exists() else {}))
+    return sorted(jobs, key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0,
+                                       str(j.path)))
+
+
+def _is_seed(override: str) -> bool:
+    return override.split("=")[0].lstrip("+~") == "seed"
+
+
+def summarise(jobs: list[Job]) -> list[Row]:
+    """Group jobs by configuration (their overrides minus the seed and minus those every job shares), in
+    first-seen order; statistics over the jobs that finished."""
+    shared = set.intersection(*(set(j.overrides) for j in jobs))
+    rows: dict[str, Row] = {}
+    for job in jobs:
+        key = " ".join(o for o in job.overrides if o not in shared and not _is_seed(o)) or "(all jobs)"
+        rows.setdefault(key, Row(key, [])).jobs.append(job)
+    for row in rows.values():
+        done = [j.metrics for j in row.jobs if j.status == "ok"]
+        names = sorted({k for m in done for k, v in m.items() if isinstance(v, int | float) and v is not True
+                        and v is not False})
+        for name in names:
+            values = np.array([m[name] for m in done if name in m], dtype=float)
+            std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row.stats[name] = (float(values.mean()), std, len(values))
+    oracles = [r for r in rows.values() if r.jobs[0].is_oracle and r.count("ok")]
+    for row in rows.values():
+        shared = {s: row.jobs[0].config.get(s) for s in SHARED}
+        row.oracle = next((o for o in oracles if {s: o.jobs[0].config.get(s) for s in SHARED} == shared), None)
+    return list(rows.values())
+
+
+def _cell(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
+    if stat is None:
+        return ""
+    mean, std, _ = stat
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path) -> str:
+    present = [m for m in SHOWN if any(m in r.stats for r in rows)]
+    ratios = [f"{m} / oracle" for m in QUALITY if m in present]
+    head = ["configuration", "jobs ok / failed / missing", *present, *ratios]
+    out = io.StringIO()
+    out.write(f"# Sweep results\n\nSweep directory: `{sweep_dir}`\n\n")
+    command = _command(sweep_dir)
+    if command:
+        out.write(f"Command: `{command}`\n\n")
+    out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds). "
+              "`/ oracle` is the ratio of means to the oracle row with the same dataset, SDE, sampler and "
+              "evaluation.\n\n")
+    out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+    for r in rows:
+        cells = [f"`{r.key}`", f"{r.count('ok')} / {r.count('failed')} / {r.count('missing')}"]
+        cells += [_cell(r.stats.get(m), 1 if m.endswith("seconds") else 4) for m in present]
+        cells += [f"{r.ratio(m):.3f}" if not math.isnan(r.ratio(m)) else "" for m in QUALITY if m in present]
+        out.write("| " + " | ".join(cells) + " |\n")
+    out.write("\n## Jobs\n\n| job | overrides | status | kl_kde | wall s | error |\n|---|---|---|---|---|---|\n")
+    for j in jobs:
+        kl = j.metrics.get("kl_kde")
+        wall = j.metrics.get("wall_seconds")
+        out.write(f"| `{j.path.relative_to(sweep_dir)}` | `{' '.join(j.overrides)}` | {j.status} | "
+                  f"{'' if kl is None else f'{kl:.4f}'} | {'' if wall is None else f'{wall:.1f}'} | "
+                  f"{str(j.metrics.get('error', '')).replace('|', '/')} |\n")
+    return out.getvalue()
+
+
+def _command(sweep_dir: Path) -> str:
+    """The sweep's command line, from the multirun.yaml Hydra leaves in the sweep directory."""
+    multirun = sweep_dir / "multirun.yaml"
+    if not multirun.exists():
+        return ""
+    task = (yaml.safe_load(multirun.read_text()).get("hydra") or {}).get("overrides", {}).get("task") or []
+    return " ".join(["python -m diffusion_runner -m", *task])
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    metrics = sorted({m for r in rows for m in r.stats})
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_missing", "oracle",
+                         *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")],
+                         *[f"{m}_ratio_to_oracle" for m in QUALITY]])
+        for r in rows:
+            stats = [v for m in metrics for v in (r.stats.get(m) or ("", "", 0))]
+            writer.writerow([r.key, r.count("ok"), r.count("failed"), r.count("missing"),
+                             r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in QUALITY]])
+
+
+def bar_chart(rows: list[Row], path: Path) -> None:
+    """One panel per quality metric: mean with a ±1 std error bar per configuration, oracle rows in grey."""
+    metrics = [m for m in QUALITY if any(m in r.stats for r in rows)]
+    shown = [r for r in rows if r.stats]
+    if not metrics or not shown:
+        return
+    fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 3.2 * len(metrics)))
+    axes = np.atleast_1d(fig.subplots(len(metrics), 1, sharex=True))
+    x = np.arange(len(shown))
+    for ax, m in zip(axes, metrics, strict=True):
+        means = [r.stats[m][0] if m in r.stats else np.nan for r in shown]
+        stds = [np.nan_to_num(r.stats[m][1]) if m in r.stats else 0 for r in shown]
+        colors = ["tab:gray" if r.jobs[0].is_oracle else "tab:blue" for r in shown]
+        ax.bar(x, means, yerr=stds, capsize=4, color=colors)
+        if m == "kl_kde" and any("kl_kde_floor" in r.stats for r in shown):
+            floor = np.nanmean([r.stats["kl_kde_floor"][0] for r in shown if "kl_kde_floor" in r.stats])
+            ax.axhline(floor, ls="--", color="k", lw=1, label=f"KDE floor {floor:.3f}")
+            ax.legend(loc="lower right")
+        lo = np.nanmin(np.array(means) - np.array(stds))
+        ax.set_ylim(bottom=max(0.0, lo - 0.15 * (np.nanmax(means) - lo + 1e-9)))
+        ax.set_ylabel(m)
+    axes[-1].set_xticks(x, [r.key.replace(" ", "\n") for r in shown], fontsize=8)
+    fig.suptitle("mean ± std over seeds (grey: oracle)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def density_grid(rows: list[Row], path: Path) -> None:
+    """Ground truth, then the generated density of each configuration's first finished job."""
+    firsts = [(r.key, next((j for j in r.jobs if j.status == "ok" and (j.path / "samples.npy").exists()), None))
+              for r in rows]
+    firsts = [(k, j) for k, j in firsts if j is not None]
+    if not firsts:
+        return
+    first = firsts[0][1]
+    samples = np.load(first.path / "samples.npy")
+    dataset = instantiate(OmegaConf.create(first.config["dataset"]))
+    truth = dataset.sample(len(samples), np.random.default_rng(0))
+    lims = plots.plot_limits(truth)
+    panels = [("ground truth", truth)] + [(f"{k}\n(seed {j.config['seed']})", np.load(j.path / "samples.npy"))
+                                          for k, j in firsts]
+    cols = min(4, len(panels))
+    n_rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * n_rows))
+    axes = np.atleast_1d(fig.subplots(n_rows, cols)).ravel()
+    for ax, (title, points) in zip(axes, panels, strict=False):
+        plots.density_panel(ax, points, lims, title)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def write_report(sweep_dir: Path) -> list[Row]:
+    """Build every report file in the sweep directory; returns the rows."""
+    sweep_dir = Path(sweep_dir)
+    jobs = load_jobs(sweep_dir)
+    if not jobs:
+        raise FileNotFoundError(f"no job directories (with .hydra/overrides.yaml) under {sweep_dir}")
+    rows = summarise(jobs)
+    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir))
+    write_csv(rows, sweep_dir / "results.csv")
+    bar_chart(rows, sweep_dir / "results_bars.png")
+    density_grid(rows, sweep_dir / "results_densities.png")
+    failed = sum(j.status != "ok" for j in jobs)
+    log.info("sweep report: %d configurations, %d jobs (%d not ok) -> %s", len(rows), len(jobs), failed,
+             sweep_dir / "results.md")
+    return rows
+
+
+class SweepReport(Callback):
+    """Hydra callback: writes the sweep report when a multirun ends, then makes the command exit with status 1
+    if any job did not finish ok (the report says which and why)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = write_report(sweep_dir)
+        bad = sum(r.count("failed") + r.count("missing") for r in rows)
+        if bad:
+            raise SystemExit(f"{bad} of {sum(len(r.jobs) for r in rows)} jobs did not finish ok: "
+                             f"see {sweep_dir / 'results.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m diffusion_runner.report",
+                                     description="Rebuild the results table and figures of a sweep directory.")
+    parser.add_argument("sweep_dirs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for sweep_dir in args.sweep_dirs:
+        write_report(sweep_dir)
+        print((sweep_dir / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Sweeps through the real command line: every launcher writes the table; a failing job does not lose the others."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import pytest
+from hydra.utils import get_class
+
+from tests.conftest import TINY, compose_config
+from tests.test_cli import cli
+
+ROWS = "+row=ddpm_oracle,ddpm_inv_var"
+
+
+def table(sweep):
+    with (sweep / "results.csv").open() as f:
+        return {row["configuration"]: row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_tiny_sweep_writes_the_table(launcher, tmp_path):
+    sweep = tmp_path / "sweep"
+    extra = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+             "submitit_local": ["hydra/launcher=submitit_local", "threads=1"]}[launcher]
+    proc = cli("-m", ROWS, "seed=0,1", *TINY, *extra, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = table(sweep)
+    assert list(rows) == ["+row=ddpm_oracle", "+row=ddpm_inv_var"]
+    for row in rows.values():
+        assert (row["jobs_ok"], row["jobs_failed"], row["jobs_missing"]) == ("2", "0", "0")
+        assert int(row["kl_kde_n"]) == 2 and math.isfinite(float(row["kl_kde_std"]))
+    assert rows["+row=ddpm_inv_var"]["oracle"] == "+row=ddpm_oracle"
+    assert float(rows["+row=ddpm_inv_var"]["kl_kde_ratio_to_oracle"]) > 0
+    for name in ("results.md", "results_bars.png", "results_densities.png"):
+        assert (sweep / name).stat().st_size > 0, name
+    if launcher == "joblib":  # one torch thread per worker: two jobs never oversubscribe two cores
+        threads = json.loads((sweep / "0/metrics.json").read_text())["torch_threads"]
+        assert threads * 2 <= max(2, os.cpu_count())
+
+
+def test_a_failing_job_does_not_lose_the_others(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "hydra/launcher=joblib", "+row=ddpm_inv_var", "train.batch_size=64,0,128", *TINY[2:],
+               "train.steps=100", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 1 and "1 of 3 jobs did not finish ok" in proc.stderr
+    rows = table(sweep)
+    assert (rows["train.batch_size=0"]["jobs_ok"], rows["train.batch_size=0"]["jobs_failed"]) == ("0", "1")
+    for num, key in ((0, "train.batch_size=64"), (2, "train.batch_size=128")):
+        metrics = json.loads((sweep / f"{num}/metrics.json").read_text())
+        assert metrics["status"] == "ok"
+        assert float(rows[key]["kl_kde_mean"]) == pytest.approx(metrics["kl_kde"])
+    failed = json.loads((sweep / "1/metrics.json").read_text())
+    assert failed["status"] == "failed" and "batch_size" in failed["error"]
+    assert "batch_size" in (sweep / "results.md").read_text()
+
+
+def test_writeup_experiment_sweeps_the_table():
+    cfg = compose_config(["experiment=writeup_table"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    params = cfg.hydra.sweeper.params
+    assert params["+row"].split(",") == ["ou_uniform", "ou_inv_var", "ddpm_uniform", "ddpm_inv_var", "ou_oracle",
+                                         "ddpm_oracle"]
+    assert params["seed"] == "0,1,2"
+    expected = {"ou_uniform": ("OU", "Uniform", "MLP"), "ou_inv_var": ("OU", "InverseVariance", "MLP"),
+                "ddpm_uniform": ("VP", "Uniform", "MLP"), "ddpm_inv_var": ("VP", "InverseVariance", "MLP"),
+                "ou_oracle": ("OU", None, "Oracle"), "ddpm_oracle": ("VP", None, "Oracle")}
+    samplers = set()
+    for row, (sde, weighting, model) in expected.items():
+        cfg = compose_config(["experiment=writeup_table", f"+row={row}"])
+        assert get_class(cfg.sde._target_).__name__ == sde
+        assert get_class(cfg.model._target_).__name__ == model
+        if weighting:
+            assert get_class(cfg.weighting._target_).__name__ == weighting
+        samplers.add((str(cfg.sampler), str(cfg.eval)))
+    assert len(samplers) == 1  # one sampler and evaluation for every row
