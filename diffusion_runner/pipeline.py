@@ -78,8 +78,35 @@ def build_metrics(cfg: DictConfig, dataset, n_samples: int) -> dict[str, Any]:
     return metrics
 
 
+def fit(cfg: DictConfig, model, dataset, sde, device: torch.device, out_dir: Path, logger):
+    """Train the model (if it has parameters), save the checkpoint and the loss curve.
+    Returns (the model to sample with, results)."""
+    checkpoint: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    if not model.trainable:
+        log.info("model %s has no parameters: no training", type(model).__name__)
+        torch.save({**checkpoint, "model": model.state_dict()}, out_dir / "checkpoint.pt")
+        return model, {"train_seconds": 0.0}
+    data = torch.as_tensor(dataset.sample(cfg.train.n_data, np.random.default_rng([cfg.seed, DATA_STREAM])),
+                           device=device)
+    loss_fn = instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
+    log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
+             cfg.train.steps, cfg.train.batch_size)
+    result = train(model, loss_fn, data, instantiate(cfg.train.optimizer), cfg.train.steps, cfg.train.batch_size,
+                   instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay, cfg.train.log_every,
+                   torch_generator(cfg.seed, TRAIN_STREAM, device),
+                   on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
+                                                                   step=step))
+    checkpoint.update(model=result.model.state_dict(), optimizer=result.optimizer.state_dict(), step=cfg.train.steps)
+    if result.model is not model:
+        checkpoint["online_model"] = model.state_dict()
+    torch.save(checkpoint, out_dir / "checkpoint.pt")
+    plots.loss_curve(result.losses, out_dir / "loss.png")
+    return result.model, {"train_seconds": result.seconds, "train_steps_per_s": result.steps_per_second,
+                          "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
+
+
 def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
-    """Train -> sample -> evaluate. Returns the metrics written to metrics.json."""
+    """Train -> sample -> evaluate -> plot. Returns the results written to metrics.json."""
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
@@ -91,30 +118,8 @@ def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
     results: dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads()}
     log.info("job: %s on %s -> %s", type(model).__name__, device, out_dir)
 
-    checkpoint: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
-    if model.trainable:
-        rng = np.random.default_rng([cfg.seed, DATA_STREAM])
-        data = torch.as_tensor(dataset.sample(cfg.train.n_data, rng), device=device)
-        loss_fn = instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
-        log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
-                 cfg.train.steps, cfg.train.batch_size)
-        fit = train(model, loss_fn, data, instantiate(cfg.train.optimizer), cfg.train.steps, cfg.train.batch_size,
-                    instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay, cfg.train.log_every,
-                    torch_generator(cfg.seed, TRAIN_STREAM, device),
-                    on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
-                                                                    step=step))
-        results.update(train_seconds=fit.seconds, train_steps_per_s=fit.steps_per_second,
-                       final_loss=float(fit.losses[-max(1, len(fit.losses) // 100):].mean()))
-        checkpoint.update(model=fit.model.state_dict(), optimizer=fit.optimizer.state_dict(), step=cfg.train.steps)
-        if fit.model is not model:
-            checkpoint["online_model"] = model.state_dict()
-        model = fit.model
-        plots.loss_curve(fit.losses, out_dir / "loss.png")
-    else:
-        log.info("model %s has no parameters: no training", type(model).__name__)
-        results["train_seconds"] = 0.0
-        checkpoint["model"] = model.state_dict()
-    torch.save(checkpoint, out_dir / "checkpoint.pt")
+    model, fitted = fit(cfg, model, dataset, sde, device, out_dir, logger)
+    results.update(fitted)
 
     start = time.perf_counter()
     shape = (cfg.eval.n_samples, dataset.dim)
@@ -136,11 +141,15 @@ def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
         results.update(values)
     results["eval_seconds"] = time.perf_counter() - start
 
-    reference = dataset.sample(len(samples), np.random.default_rng([cfg.seed, EVAL_STREAM, 1]))
+    plot_job(samples, [(t, s.cpu().numpy()) for t, s in snapshots],
+             dataset.sample(len(samples), np.random.default_rng([cfg.seed, EVAL_STREAM, 1])), out_dir, logger)
+    return results
+
+
+def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path, logger) -> None:
     lims = plots.plot_limits(reference)
     plots.samples_vs_truth(samples, reference, out_dir / "samples.png")
     plots.density(samples, lims, out_dir / "density.png")
-    plots.trajectory([(t, s.cpu().numpy()) for t, s in snapshots], lims, out_dir / "trajectory.png")
+    plots.trajectory(snapshots, lims, out_dir / "trajectory.png")
     logger.log_images({name: out_dir / f"{name}.png" for name in ("samples", "density", "trajectory", "loss")
                        if (out_dir / f"{name}.png").exists()})
-    return results

@@ -1,6 +1,10 @@
 """Sweep reports: one row per configuration (the overrides that vary between jobs, the seed aside) with the mean
-and standard deviation over seeds of every metric, the ratio to the oracle row that shares its dataset, SDE, sampler and
-evaluation, and the number of jobs done, failed and missing.
+and standard deviation over seeds of every metric, the comparison with the oracle row that shares its dataset,
+SDE, sampler and evaluation, and the number of jobs done, failed and missing.
+
+Two comparisons with the oracle: the ratio of means, and the excess paired by seed, mean and std over seeds of
+(metric - oracle's metric at the same seed). Jobs with the same seed draw the same evaluation references, so
+the paired excess cancels most of the evaluation noise that the spread of either row contains.
 
 Written into the sweep directory: results.md, results.csv, results_bars.png (metrics with error bars) and
 results_densities.png (ground truth and one generated density per configuration). Hydra calls SweepReport at
@@ -32,7 +36,6 @@ from diffusion_runner import plots
 log = logging.getLogger(__name__)
 
 QUALITY = ("kl_kde", "chamfer", "emd")  # lower is better; these get a ratio to the oracle
-SHOWN = ("kl_kde", "kl_kde_floor", "chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds")
 # Sections that must agree for an oracle row to be a configuration's reference.
 SHARED = ("dataset", "sde", "sampler", "eval")
 
@@ -68,6 +71,19 @@ class Row:
         if self.oracle is None or metric not in self.stats or metric not in self.oracle.stats:
             return math.nan
         return self.stats[metric][0] / self.oracle.stats[metric][0]
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        return {j.config["seed"]: j.metrics[metric] for j in self.jobs if j.status == "ok" and metric in j.metrics}
+
+    def paired_excess(self, metric: str) -> tuple[float, float, int] | None:
+        """(mean, std, n) over the seeds both rows finished of metric - oracle's metric; None without an oracle."""
+        if self.oracle is None:
+            return None
+        mine, theirs = self.by_seed(metric), self.oracle.by_seed(metric)
+        diffs = np.array([mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys())])
+        if not len(diffs):
+            return None
+        return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan, len(diffs)
 
 
 def load_jobs(sweep_dir: Path) -> list[Job]:
@@ -117,23 +133,39 @@ def _cell(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _ratio(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.3f}"
+
+
 def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path) -> str:
-    present = [m for m in SHOWN if any(m in r.stats for r in rows)]
-    ratios = [f"{m} / oracle" for m in QUALITY if m in present]
-    head = ["configuration", "jobs ok / failed / missing", *present, *ratios]
+    """Per configuration: counts; each quality metric with its paired excess and ratio to the oracle; timings."""
+    has = lambda m: any(m in r.stats for r in rows)  # noqa: E731
+    head, cells_of = ["configuration", "jobs ok / failed / missing"], []
+    for m in QUALITY:
+        if has(m):
+            head += [m, f"{m} − oracle (paired)", f"{m} / oracle"]
+            cells_of.append(lambda r, m=m: [_cell(r.stats.get(m)), _cell(r.paired_excess(m)), _ratio(r.ratio(m))])
+        if m == "kl_kde" and has("kl_kde_floor"):
+            head.append("kl_kde_floor")
+            cells_of.append(lambda r: [_cell(r.stats.get("kl_kde_floor"))])
+    for m in ("train_seconds", "sample_seconds", "eval_seconds"):
+        if has(m):
+            head.append(m)
+            cells_of.append(lambda r, m=m: [_cell(r.stats.get(m), 1)])
     out = io.StringIO()
     out.write(f"# Sweep results\n\nSweep directory: `{sweep_dir}`\n\n")
     command = _command(sweep_dir)
     if command:
         out.write(f"Command: `{command}`\n\n")
     out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds). "
-              "`/ oracle` is the ratio of means to the oracle row with the same dataset, SDE, sampler and "
-              "evaluation.\n\n")
+              "`− oracle (paired)` is the mean ± std over seeds of the difference to the oracle row with the same "
+              "dataset, SDE, sampler and evaluation at the same seed (same evaluation references); `/ oracle` is "
+              "the ratio of means.\n\n")
     out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for r in rows:
         cells = [f"`{r.key}`", f"{r.count('ok')} / {r.count('failed')} / {r.count('missing')}"]
-        cells += [_cell(r.stats.get(m), 1 if m.endswith("seconds") else 4) for m in present]
-        cells += [f"{r.ratio(m):.3f}" if not math.isnan(r.ratio(m)) else "" for m in QUALITY if m in present]
+        for cells_fn in cells_of:
+            cells += cells_fn(r)
         out.write("| " + " | ".join(cells) + " |\n")
     out.write("\n## Jobs\n\n| job | overrides | status | kl_kde | wall s | error |\n|---|---|---|---|---|---|\n")
     for j in jobs:
@@ -160,23 +192,34 @@ def write_csv(rows: list[Row], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_missing", "oracle",
                          *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")],
-                         *[f"{m}_ratio_to_oracle" for m in QUALITY]])
+                         *[f"{m}_ratio_to_oracle" for m in QUALITY],
+                         *[f"{m}_excess_over_oracle_{s}" for m in QUALITY for s in ("mean", "std", "n")]])
         for r in rows:
             stats = [v for m in metrics for v in (r.stats.get(m) or ("", "", 0))]
+            excess = [v for m in QUALITY for v in (r.paired_excess(m) or ("", "", 0))]
             writer.writerow([r.key, r.count("ok"), r.count("failed"), r.count("missing"),
-                             r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in QUALITY]])
+                             r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in QUALITY], *excess])
 
 
 def bar_chart(rows: list[Row], path: Path) -> None:
-    """One panel per quality metric: mean with a ±1 std error bar per configuration, oracle rows in grey."""
+    """One panel per quality metric: mean with a ±1 std error bar per configuration, oracle rows in grey; then
+    kl_kde's excess over the oracle paired by seed, when the sweep has oracle rows."""
     metrics = [m for m in QUALITY if any(m in r.stats for r in rows)]
     shown = [r for r in rows if r.stats]
     if not metrics or not shown:
         return
-    fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 3.2 * len(metrics)))
-    axes = np.atleast_1d(fig.subplots(len(metrics), 1, sharex=True))
+    paired = [r.paired_excess("kl_kde") if not r.jobs[0].is_oracle else None for r in shown]
+    n_panels = len(metrics) + any(p is not None for p in paired)
+    fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 3.2 * n_panels))
+    axes = np.atleast_1d(fig.subplots(n_panels, 1, sharex=True))
     x = np.arange(len(shown))
-    for ax, m in zip(axes, metrics, strict=True):
+    if n_panels > len(metrics):
+        ax = axes[-1]
+        ax.bar(x, [p[0] if p else np.nan for p in paired], yerr=[np.nan_to_num(p[1]) if p else 0 for p in paired],
+               capsize=4, color="tab:orange")
+        ax.axhline(0, color="k", lw=1)
+        ax.set_ylabel("kl_kde − oracle\n(paired by seed)")
+    for ax, m in zip(axes, metrics, strict=False):
         means = [r.stats[m][0] if m in r.stats else np.nan for r in shown]
         stds = [np.nan_to_num(r.stats[m][1]) if m in r.stats else 0 for r in shown]
         colors = ["tab:gray" if r.jobs[0].is_oracle else "tab:blue" for r in shown]
@@ -188,7 +231,7 @@ def bar_chart(rows: list[Row], path: Path) -> None:
         lo = np.nanmin(np.array(means) - np.array(stds))
         ax.set_ylim(bottom=max(0.0, lo - 0.15 * (np.nanmax(means) - lo + 1e-9)))
         ax.set_ylabel(m)
-    axes[-1].set_xticks(x, [r.key.replace(" ", "\n") for r in shown], fontsize=8)
+    axes[-1].set_xticks(x, [r.key.replace(" ", "\n") for r in shown], fontsize=8, rotation=30, ha="right")
     fig.suptitle("mean ± std over seeds (grey: oracle)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
 

@@ -39,12 +39,19 @@ def test_job_end_to_end_writes_every_file(tmp_path):
     assert not (tmp_path / "outputs").exists()  # hydra.run.dir was honoured
 
 
-def test_wandb_logger_writes_an_offline_run(tmp_path):
-    out = tmp_path / "job"
-    proc = cli("logger=wandb", "model=oracle", *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
+def test_wandb_logger_writes_one_offline_run_per_job_grouped_by_sweep(tmp_path):
+    sweep = tmp_path / "sweep_abc"
+    proc = cli("-m", "logger=wandb", "model=oracle", "sde=ddpm,ou", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+    for num, sde in ((0, "ddpm"), (1, "ou")):
+        (run_file,) = (sweep / str(num) / "wandb").glob("offline-run-*/run-*.wandb")
+        # The offline run file is a log of protobuf records, whose strings are stored as they are.
+        data = run_file.read_bytes()
+        assert b"sweep_abc" in data  # group: the sweep directory
+        assert f"sde={sde}".encode() in data  # name: the job's overrides
+        assert b"kl_kde" in data and b"train_seconds" in data  # the final metrics
+        assert b"density" in data and b"trajectory" in data  # the plots
+        assert json.loads((sweep / str(num) / "metrics.json").read_text())["status"] == "ok"
 
 
 def test_unknown_option_lists_valid_ones(tmp_path):

@@ -70,6 +70,12 @@ def test_report_statistics_ratios_and_counts(sweep):
     assert learned["oracle"] == "+row=ddpm_oracle"
     assert float(learned["kl_kde_ratio_to_oracle"]) == pytest.approx(0.34 / 0.31)
     assert float(learned["chamfer_ratio_to_oracle"]) == pytest.approx(0.28 / 0.26)
+    # Paired by seed: seeds 0 and 1 finished in both rows, kl 0.33 - 0.30 and 0.35 - 0.32; chamfer 0.01 and 0.03.
+    assert float(learned["kl_kde_excess_over_oracle_mean"]) == pytest.approx(0.03)
+    assert float(learned["kl_kde_excess_over_oracle_std"]) == pytest.approx(0.0, abs=1e-12)
+    assert float(learned["chamfer_excess_over_oracle_mean"]) == pytest.approx(0.02)
+    assert float(learned["chamfer_excess_over_oracle_std"]) == pytest.approx(math.sqrt(2) * 0.01)
+    assert int(learned["kl_kde_excess_over_oracle_n"]) == 2
     assert float(oracle["kl_kde_ratio_to_oracle"]) == pytest.approx(1.0)
     assert (ou["jobs_ok"], ou["jobs_missing"]) == ("1", "1")
     assert ou["oracle"] == "" and math.isnan(float(ou["kl_kde_ratio_to_oracle"]))  # no OU oracle in this sweep
@@ -79,7 +85,7 @@ def test_report_statistics_ratios_and_counts(sweep):
 def test_report_markdown_lists_every_job_and_the_failure(sweep):
     write_report(sweep)
     md = (sweep / "results.md").read_text()
-    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 | 0.3400 ± 0.0141 |" in md
+    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 | 0.3400 ± 0.0141 | 0.0300 ± 0.0000 | 1.097 |" in md
     assert "| `+row=ou_uniform` | 1 / 0 / 1 | 0.4000 |" in md
     assert "| failed |" in md and "FloatingPointError: nan" in md and "| missing |" in md
     for name in ("results_bars.png", "results_densities.png"):
