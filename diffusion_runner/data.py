@@ -113,8 +113,8 @@ def _component_stds(stds, k: int, d: int) -> np.ndarray:
 
 def ring_mixture(n_modes: int = 8, radius: float = 4.0, std: float = 0.5, weights=None) -> GaussianMixture:
     """n_modes isotropic Gaussians evenly spaced on a circle of the given radius, the first on the +x axis."""
-    if n_modes < 1 or radius < 0:
-        raise ConfigError(f"dataset: need n_modes >= 1 and radius >= 0, got {n_modes}, {radius}")
+    if n_modes < 1 or radius < 0 or not std > 0:
+        raise ConfigError(f"dataset: need n_modes >= 1, radius >= 0 and std > 0, got {n_modes}, {radius}, {std}")
     angles = 2 * np.pi * np.arange(n_modes) / n_modes
     means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return GaussianMixture(means, np.full(n_modes, std), weights)
@@ -127,6 +127,8 @@ class NormalisedCurve(Dataset):
     dim = 2
 
     def __init__(self, scale: float = 2.0):
+        if not scale > 0:
+            raise ConfigError(f"dataset.scale: must be positive, got {scale}")
         self.scale = float(scale)
         ref = self.raw_sample(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED))
         self._mean, self._std = float(ref.mean()), float(ref.std())

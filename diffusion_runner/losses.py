@@ -62,5 +62,5 @@ class DSM:
         err = (s * model.score(m * x0 + s * z, t) + z).pow(2).flatten(1).sum(1)
         if self.importance:
             return err.mean()
-        w = self.weighting(self.sde, t) / self.sde.marginal(t)[1] ** 2
+        w = self.weighting(self.sde, t) / s.flatten() ** 2
         return (w * err).mean() / self.normaliser

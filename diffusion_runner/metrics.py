@@ -15,6 +15,13 @@ from scipy.spatial.distance import cdist
 from scipy.stats import gaussian_kde
 
 from diffusion_runner.data import Dataset
+from diffusion_runner.errors import ConfigError
+
+
+def _positive(value: int, key: str) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: must be an integer >= 1, got {value!r}")
+    return value
 
 
 class KLKDE:
@@ -30,7 +37,7 @@ class KLKDE:
     min_samples = 10  # a KDE in a few dimensions needs a handful of points
 
     def __init__(self, n_reference: int = 10_000):
-        self.n_reference = int(n_reference)
+        self.n_reference = _positive(n_reference, "eval.metrics.kl_kde.n_reference")
 
     def _kl(self, points: np.ndarray, y: np.ndarray, log_q: np.ndarray) -> float:
         log_p = gaussian_kde(points.T.astype(np.float64)).logpdf(y.T)
@@ -51,7 +58,8 @@ class Chamfer:
     needs_density = False
 
     def __init__(self, n_clouds: int = 100, cloud_size: int = 100):
-        self.n_clouds, self.cloud_size = int(n_clouds), int(cloud_size)
+        self.n_clouds = _positive(n_clouds, "eval.metrics.chamfer.n_clouds")
+        self.cloud_size = _positive(cloud_size, "eval.metrics.chamfer.cloud_size")
         self.min_samples = self.n_clouds * self.cloud_size
 
     def __call__(self, samples, dataset: Dataset, rng):
@@ -71,7 +79,7 @@ class EMD:
     needs_density = False
 
     def __init__(self, n: int = 2000):
-        self.n = self.min_samples = int(n)
+        self.n = self.min_samples = _positive(n, "eval.metrics.emd.n")
 
     def __call__(self, samples, dataset: Dataset, rng):
         cost = cdist(samples[: self.n], dataset.sample(self.n, rng))

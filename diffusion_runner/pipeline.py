@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -44,9 +45,9 @@ def resolve_device(name: str) -> torch.device:
 def set_threads(threads: int | None) -> None:
     """torch CPU threads: as configured; else SLURM_CPUS_PER_TASK on a Slurm allocation; else torch's default
     (which honours OMP_NUM_THREADS, as set per worker by the joblib launcher)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads: must be >= 1 or null, got {threads}")
     threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
-    if threads < 0:
-        raise ConfigError(f"threads: must be a positive number or null, got {threads}")
     if threads:
         torch.set_num_threads(threads)
 
@@ -57,10 +58,21 @@ def torch_generator(seed: int, stream: int, device: torch.device) -> torch.Gener
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees a half-written file."""
+    """Write strict JSON (a non-finite number becomes null) atomically: a reader never sees a half-written file."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def check_prior(sde, dataset) -> None:
+    """Warn when the prior N(0, s(T)^2 I) is not the data's marginal at T: its std would be off by over 10%."""
+    m, s = (float(v) for v in sde.marginal(torch.tensor([sde.T], dtype=torch.float64)))
+    mismatch = (1 + (m * dataset.std / s) ** 2) ** 0.5
+    if mismatch > 1.1:
+        log.warning("sde: at T = %g the data's marginal has %.2fx the prior's std (m(T) = %.3g, s(T) = %.3g): "
+                    "samples start from the wrong distribution; raise sde.T (or beta_max / sigma_max)",
+                    sde.T, mismatch, m, s)
 
 
 def build_metrics(cfg: DictConfig, dataset, n_samples: int) -> dict[str, Any]:
@@ -105,17 +117,21 @@ def fit(cfg: DictConfig, model, dataset, sde, device: torch.device, out_dir: Pat
                           "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
 
 
-def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
-    """Train -> sample -> evaluate -> plot. Returns the results written to metrics.json."""
+def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None:
+    """Train -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each stage ends, so a
+    failure keeps what was done before it."""
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
     dataset = instantiate(cfg.dataset)
     sde = instantiate(cfg.sde)
+    check_prior(sde, dataset)
     model = instantiate(cfg.model, sde=sde, dataset=dataset).to(device)
     sampler = instantiate(cfg.sampler)
     metrics = build_metrics(cfg.eval.metrics, dataset, cfg.eval.n_samples)
-    results: dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads()}
+    results.update(device=str(device), torch_threads=torch.get_num_threads())
     log.info("job: %s on %s -> %s", type(model).__name__, device, out_dir)
 
     model, fitted = fit(cfg, model, dataset, sde, device, out_dir, logger)
@@ -139,11 +155,13 @@ def run(cfg: DictConfig, out_dir: Path, logger) -> dict[str, Any]:
         values = metric(samples, dataset, eval_rng)
         log.info("%s: %s", name, ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
         results.update(values)
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"metric {name} gave non-finite {', '.join(bad)}")
     results["eval_seconds"] = time.perf_counter() - start
 
     plot_job(samples, [(t, s.cpu().numpy()) for t, s in snapshots],
              dataset.sample(len(samples), np.random.default_rng([cfg.seed, EVAL_STREAM, 1])), out_dir, logger)
-    return results
 
 
 def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path, logger) -> None:

@@ -35,7 +35,7 @@ def density_panel(ax: Axes, points: np.ndarray, lims: Limits, title: str = "", b
     ax.set_yticks([])
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
@@ -55,13 +55,13 @@ def samples_vs_truth(samples: np.ndarray, reference: np.ndarray, path: Path) -> 
         ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=8)
     ax.set_title("generated vs ground truth")
-    _save(fig, path)
+    save(fig, path)
 
 
 def density(samples: np.ndarray, lims: Limits, path: Path, title: str = "generated density") -> None:
     fig = Figure(figsize=(5, 5))
     density_panel(fig.subplots(), samples, lims, title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def trajectory(snapshots: Sequence[tuple[float, np.ndarray]], lims: Limits, path: Path) -> None:
@@ -69,7 +69,7 @@ def trajectory(snapshots: Sequence[tuple[float, np.ndarray]], lims: Limits, path
     fig = Figure(figsize=(2.6 * len(snapshots), 2.8))
     for ax, (t, x) in zip(fig.subplots(1, len(snapshots)), snapshots, strict=True):
         density_panel(ax, x, lims, f"t = {t:.3g}", bins=80)
-    _save(fig, path)
+    save(fig, path)
 
 
 def loss_curve(losses: np.ndarray, path: Path) -> None:
@@ -87,4 +87,4 @@ def loss_curve(losses: np.ndarray, path: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
-    _save(fig, path)
+    save(fig, path)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
@@ -49,12 +51,12 @@ class Job:
 
     @property
     def status(self) -> str:
-        """ok | failed | missing (no metrics.json: unfinished, or its process was killed)."""
+        """ok | failed | missing (no metrics.json: never started, unfinished, or its process was killed)."""
         return self.metrics.get("status", "missing")
 
     @property
     def is_oracle(self) -> bool:
-        return self.config["model"]["_target_"].endswith(".Oracle")
+        return self.config.get("model", {}).get("_target_", "").endswith(".Oracle")
 
 
 @dataclass
@@ -63,6 +65,15 @@ class Row:
     jobs: list[Job]
     stats: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # metric -> (mean, std, n)
     oracle: Row | None = None
+
+    @property
+    def is_oracle(self) -> bool:
+        return any(j.is_oracle for j in self.jobs)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The composed config of the row's first job that started (never-started jobs have none)."""
+        return next((j.config for j in self.jobs if j.config), {})
 
     def count(self, status: str) -> int:
         return sum(j.status == status for j in self.jobs)
@@ -86,17 +97,40 @@ class Row:
         return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan, len(diffs)
 
 
-def load_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job directory (one holding .hydra/overrides.yaml) under the sweep directory, in job order."""
-    jobs = []
+def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The override list of every job the sweep launches, in job order, re-expanded from the multirun.yaml Hydra
+    saves at the start of a sweep by Hydra's own basic sweeper; None for other sweepers or without the file."""
+    multirun = sweep_dir / "multirun.yaml"
+    if not multirun.exists():
+        return None
+    hydra_cfg = yaml.safe_load(multirun.read_text())["hydra"]
+    if not hydra_cfg["sweeper"]["_target_"].endswith(".BasicSweeper"):
+        return None
+    params = [f"{k}={v}" for k, v in (hydra_cfg["sweeper"].get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(params + list(hydra_cfg["overrides"]["task"]))
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[Path]]:
+    """(the sweep's jobs in job order, job directories that are not part of the sweep).
+
+    Jobs are the directories holding .hydra/overrides.yaml. When the sweep's job list is known (expected_jobs),
+    a job that never started is listed as missing and a directory left by another sweep is set aside."""
+    found = []
     for overrides in sweep_dir.glob("**/.hydra/overrides.yaml"):
         path = overrides.parent.parent
         metrics_file = path / "metrics.json"
-        jobs.append(Job(path, yaml.safe_load(overrides.read_text()) or [],
-                        yaml.safe_load((path / ".hydra/config.yaml").read_text()),
-                        json.loads(metrics_file.read_text()) if metrics_file.exists() else {}))
-    return sorted(jobs, key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0,
-                                       str(j.path)))
+        found.append(Job(path, yaml.safe_load(overrides.read_text()) or [],
+                         yaml.safe_load((path / ".hydra/config.yaml").read_text()),
+                         json.loads(metrics_file.read_text()) if metrics_file.exists() else {}))
+    found.sort(key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0, str(j.path)))
+    expected = expected_jobs(sweep_dir)
+    if expected is None:
+        return found, []
+    by_overrides = {tuple(j.overrides): j for j in found}
+    jobs = [by_overrides.pop(tuple(o), None) or Job(sweep_dir / str(i), list(o), {}, {})
+            for i, o in enumerate(expected)]
+    return jobs, [j.path for j in by_overrides.values()]
 
 
 def _is_seed(override: str) -> bool:
@@ -106,10 +140,10 @@ def _is_seed(override: str) -> bool:
 def summarise(jobs: list[Job]) -> list[Row]:
     """Group jobs by configuration (their overrides minus the seed and minus those every job shares), in
     first-seen order; statistics over the jobs that finished."""
-    shared = set.intersection(*(set(j.overrides) for j in jobs))
+    common = set.intersection(*(set(j.overrides) for j in jobs))
     rows: dict[str, Row] = {}
     for job in jobs:
-        key = " ".join(o for o in job.overrides if o not in shared and not _is_seed(o)) or "(all jobs)"
+        key = " ".join(o for o in job.overrides if o not in common and not _is_seed(o)) or "(all jobs)"
         rows.setdefault(key, Row(key, [])).jobs.append(job)
     for row in rows.values():
         done = [j.metrics for j in row.jobs if j.status == "ok"]
@@ -119,10 +153,10 @@ def summarise(jobs: list[Job]) -> list[Row]:
             values = np.array([m[name] for m in done if name in m], dtype=float)
             std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row.stats[name] = (float(values.mean()), std, len(values))
-    oracles = [r for r in rows.values() if r.jobs[0].is_oracle and r.count("ok")]
+    oracles = [r for r in rows.values() if r.is_oracle and r.count("ok")]
     for row in rows.values():
-        shared = {s: row.jobs[0].config.get(s) for s in SHARED}
-        row.oracle = next((o for o in oracles if {s: o.jobs[0].config.get(s) for s in SHARED} == shared), None)
+        sections = {s: row.config.get(s) for s in SHARED}
+        row.oracle = next((o for o in oracles if {s: o.config.get(s) for s in SHARED} == sections), None)
     return list(rows.values())
 
 
@@ -137,7 +171,7 @@ def _ratio(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.3f}"
 
 
-def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path) -> str:
+def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path]) -> str:
     """Per configuration: counts; each quality metric with its paired excess and ratio to the oracle; timings."""
     has = lambda m: any(m in r.stats for r in rows)  # noqa: E731
     head, cells_of = ["configuration", "jobs ok / failed / missing"], []
@@ -174,6 +208,9 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path) -> str:
         out.write(f"| `{j.path.relative_to(sweep_dir)}` | `{' '.join(j.overrides)}` | {j.status} | "
                   f"{'' if kl is None else f'{kl:.4f}'} | {'' if wall is None else f'{wall:.1f}'} | "
                   f"{str(j.metrics.get('error', '')).replace('|', '/')} |\n")
+    if ignored:
+        out.write("\nDirectories set aside (not jobs of this sweep): "
+                  + ", ".join(f"`{p.relative_to(sweep_dir)}`" for p in ignored) + "\n")
     return out.getvalue()
 
 
@@ -208,7 +245,7 @@ def bar_chart(rows: list[Row], path: Path) -> None:
     shown = [r for r in rows if r.stats]
     if not metrics or not shown:
         return
-    paired = [r.paired_excess("kl_kde") if not r.jobs[0].is_oracle else None for r in shown]
+    paired = [None if r.is_oracle else r.paired_excess("kl_kde") for r in shown]
     n_panels = len(metrics) + any(p is not None for p in paired)
     fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 3.2 * n_panels))
     axes = np.atleast_1d(fig.subplots(n_panels, 1, sharex=True))
@@ -222,7 +259,7 @@ def bar_chart(rows: list[Row], path: Path) -> None:
     for ax, m in zip(axes, metrics, strict=False):
         means = [r.stats[m][0] if m in r.stats else np.nan for r in shown]
         stds = [np.nan_to_num(r.stats[m][1]) if m in r.stats else 0 for r in shown]
-        colors = ["tab:gray" if r.jobs[0].is_oracle else "tab:blue" for r in shown]
+        colors = ["tab:gray" if r.is_oracle else "tab:blue" for r in shown]
         ax.bar(x, means, yerr=stds, capsize=4, color=colors)
         if m == "kl_kde" and any("kl_kde_floor" in r.stats for r in shown):
             floor = np.nanmean([r.stats["kl_kde_floor"][0] for r in shown if "kl_kde_floor" in r.stats])
@@ -233,42 +270,50 @@ def bar_chart(rows: list[Row], path: Path) -> None:
         ax.set_ylabel(m)
     axes[-1].set_xticks(x, [r.key.replace(" ", "\n") for r in shown], fontsize=8, rotation=30, ha="right")
     fig.suptitle("mean ± std over seeds (grey: oracle)")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plots.save(fig, path)
 
 
 def density_grid(rows: list[Row], path: Path) -> None:
-    """Ground truth, then the generated density of each configuration's first finished job."""
-    firsts = [(r.key, next((j for j in r.jobs if j.status == "ok" and (j.path / "samples.npy").exists()), None))
-              for r in rows]
-    firsts = [(k, j) for k, j in firsts if j is not None]
-    if not firsts:
+    """For each dataset of the sweep: its ground truth, then the generated density of each configuration's first
+    finished job, on that dataset's axes."""
+    panels: list[tuple[str, np.ndarray, plots.Limits]] = []
+    truths: dict[str, plots.Limits] = {}
+    for row in rows:
+        job = next((j for j in row.jobs if j.status == "ok" and (j.path / "samples.npy").exists()), None)
+        if job is None:
+            continue
+        samples = np.load(job.path / "samples.npy")
+        dataset_key = json.dumps(job.config["dataset"], sort_keys=True)
+        if dataset_key not in truths:
+            truth = instantiate(OmegaConf.create(job.config["dataset"])).sample(len(samples), np.random.default_rng(0))
+            truths[dataset_key] = plots.plot_limits(truth)
+            name = job.config["dataset"]["_target_"].rsplit(".", 1)[-1]
+            panels.append((f"ground truth\n({name})", truth, truths[dataset_key]))
+        panels.append((f"{row.key}\n(seed {job.config['seed']})", samples, truths[dataset_key]))
+    if not panels:
         return
-    first = firsts[0][1]
-    samples = np.load(first.path / "samples.npy")
-    dataset = instantiate(OmegaConf.create(first.config["dataset"]))
-    truth = dataset.sample(len(samples), np.random.default_rng(0))
-    lims = plots.plot_limits(truth)
-    panels = [("ground truth", truth)] + [(f"{k}\n(seed {j.config['seed']})", np.load(j.path / "samples.npy"))
-                                          for k, j in firsts]
     cols = min(4, len(panels))
     n_rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(3.2 * cols, 3.4 * n_rows))
     axes = np.atleast_1d(fig.subplots(n_rows, cols)).ravel()
-    for ax, (title, points) in zip(axes, panels, strict=False):
+    for ax, (title, points, lims) in zip(axes, panels, strict=False):
         plots.density_panel(ax, points, lims, title)
     for ax in axes[len(panels):]:
         ax.set_axis_off()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plots.save(fig, path)
 
 
 def write_report(sweep_dir: Path) -> list[Row]:
     """Build every report file in the sweep directory; returns the rows."""
     sweep_dir = Path(sweep_dir)
-    jobs = load_jobs(sweep_dir)
+    jobs, ignored = load_jobs(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"no job directories (with .hydra/overrides.yaml) under {sweep_dir}")
+    if ignored:
+        log.warning("set aside %d directories that are not jobs of this sweep: %s", len(ignored),
+                    ", ".join(str(p) for p in ignored))
     rows = summarise(jobs)
-    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir))
+    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir, ignored))
     write_csv(rows, sweep_dir / "results.csv")
     bar_chart(rows, sweep_dir / "results_bars.png")
     density_grid(rows, sweep_dir / "results_densities.png")
@@ -283,8 +328,14 @@ class SweepReport(Callback):
     if any job did not finish ok (the report says which and why)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns an exception in a callback into a warning; SystemExit is how this one makes the command fail.
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = write_report(sweep_dir)
+        try:
+            rows = write_report(sweep_dir)
+        except Exception as e:
+            log.exception("sweep report failed")
+            raise SystemExit(f"the sweep report failed ({e}); rebuild it with "
+                             f"python -m diffusion_runner.report {sweep_dir}") from e
         bad = sum(r.count("failed") + r.count("missing") for r in rows)
         if bad:
             raise SystemExit(f"{bad} of {sum(len(r.jobs) for r in rows)} jobs did not finish ok: "

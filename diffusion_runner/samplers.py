@@ -19,10 +19,11 @@ class EulerMaruyama:
     """
 
     def __init__(self, steps: int = 1000, snapshots: int = 6, denoise: bool = True):
-        if steps < 1:
-            raise ConfigError(f"sampler.steps: must be >= 1, got {steps}")
-        if snapshots < 2:
-            raise ConfigError(f"sampler.snapshots: must be >= 2 (prior and result), got {snapshots}")
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"sampler.steps: must be an integer >= 1, got {steps!r}")
+        if not isinstance(snapshots, int) or not 2 <= snapshots <= steps + 1:
+            raise ConfigError(f"sampler.snapshots: must be an integer from 2 (prior and result) to steps + 1, "
+                              f"got {snapshots!r}")
         self.steps, self.snapshots, self.denoise = int(steps), int(snapshots), bool(denoise)
 
     @torch.inference_mode()

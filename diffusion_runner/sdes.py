@@ -60,11 +60,9 @@ class SDE(ABC):
         d = x[0].numel()
         return -0.5 * (x.flatten(1).pow(2).sum(1) / var + d * math.log(2 * math.pi * var))
 
-    def reverse_drift(self, x: Tensor, t: Tensor, score: Tensor, ode: bool = False) -> Tensor:
-        """Drift of the reverse-time SDE, f - g^2 score, or of the probability-flow ODE,
-        f - g^2 score / 2, both in forward-time units (integrate with dt < 0)."""
-        g2 = append_dims(self.diffusion(t) ** 2, x.ndim)
-        return self.drift(x, t) - (0.5 if ode else 1.0) * g2 * score
+    def reverse_drift(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """Drift of the reverse-time SDE, f - g^2 score, in forward-time units (integrate with dt < 0)."""
+        return self.drift(x, t) - append_dims(self.diffusion(t) ** 2, x.ndim) * score
 
 
 class OU(SDE):

@@ -6,7 +6,7 @@ gradient clipping if set, EMA, per-step loss record, progress reports). Repeats 
 the script prints the median of each and the median of the per-repeat ratios (robust to a machine that
 speeds up or slows down during the run).
 
-    python scripts/bench_train.py [--steps 2000] [--repeats 5] [key=value config overrides ...]
+    python scripts/bench_train.py [--steps 2000] [--repeats 7] [key=value config overrides ...]
 """
 
 from __future__ import annotations

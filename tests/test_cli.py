@@ -68,3 +68,15 @@ def test_config_error_is_one_line_and_recorded(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "model=oracle" in metrics["error"]
+
+
+def test_a_late_failure_keeps_what_was_done(tmp_path):
+    """A sampler that overflows (VE with sigma_max = 1e30 in float32) fails the job after sampling: metrics.json
+    says failed and keeps the results so far; the samples and the checkpoint are kept."""
+    out = tmp_path / "job"
+    proc = cli("model=oracle", "sde=ve", "sde.sigma_max=1e30", *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode != 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "non-finite samples" in metrics["error"]
+    assert metrics["sample_seconds"] > 0 and metrics["nfe"] == 100 and "kl_kde" not in metrics
+    assert (out / "samples.npy").exists() and (out / "checkpoint.pt").exists()

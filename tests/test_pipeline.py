@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from diffusion_runner.__main__ import config_error
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
 from tests.conftest import GROUPS, compose_config, options
@@ -17,9 +19,10 @@ from tests.conftest import GROUPS, compose_config, options
 def test_job_runs_for_every_option(group, option, tiny, tmp_path):
     """Loggers run through the command line (test_cli.py), as they need Hydra's runtime."""
     cfg = compose_config([f"{group}={option}", *tiny])
-    results = run(cfg, tmp_path, NoLogger())
+    results = {}
+    run(cfg, tmp_path, NoLogger(), results)
     samples = np.load(tmp_path / "samples.npy")
-    assert samples.dtype == np.float32 and samples.shape == (cfg.eval.n_samples, int(samples.shape[1]))
+    assert samples.dtype == np.float32 and samples.shape == (cfg.eval.n_samples, instantiate(cfg.dataset).dim)
     assert np.isfinite(samples).all()
     for name in ("checkpoint.pt", "samples.png", "density.png", "trajectory.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -38,5 +41,30 @@ def test_same_seed_same_samples(tiny, tmp_path):
     cfg = compose_config([*tiny, "train.steps=50"])
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        run(cfg, tmp_path / name, NoLogger())
+        run(cfg, tmp_path / name, NoLogger(), {})
     assert np.array_equal(np.load(tmp_path / "a/samples.npy"), np.load(tmp_path / "b/samples.npy"))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.grad_clip=-1", "train.grad_clip"), ("train.grad_clip=0", "train.grad_clip"),
+    ("train.n_data=0", "train.n_data"), ("seed=-1", "seed"), ("threads=0", "threads"),
+    ("sampler.steps=abc", "sampler.steps"), ("sampler.snapshots=500", "sampler.snapshots"),
+    ("+sampler.stepz=5", "sampler"), ("sde.theta=abc", "sde"), ("train.optimizer.lr=-1", "train.optimizer"),
+    ("train.optimizer._target_=torch.optim.RMSprop", "train.optimizer"), ("dataset.std=0", "dataset"),
+    ("eval.metrics.emd.n=0", "eval.metrics.emd.n"), ("eval.metrics.chamfer.n_clouds=0", "eval.metrics.chamfer"),
+    ("train.ema_decay=1.5", "train.ema_decay"),
+])
+def test_config_mistakes_give_one_line_naming_the_key(override, key, tiny, tmp_path):
+    overrides = [*tiny, override] + (["sde=ou"] if override.startswith("sde.theta") else [])
+    with pytest.raises(Exception) as info:
+        run(compose_config(overrides), tmp_path, NoLogger(), {})
+    message = config_error(info.value)
+    assert message is not None and "\n" not in message and key in message, message
+
+
+def test_prior_mismatch_is_warned(tiny, tmp_path, caplog):
+    run(compose_config([*tiny, "sde=ou", "sde.T=0.5", "model=oracle"]), tmp_path, NoLogger(), {})
+    assert "samples start from the wrong distribution" in caplog.text
+    caplog.clear()
+    run(compose_config([*tiny, "sde=ou", "model=oracle"]), tmp_path, NoLogger(), {})
+    assert "wrong distribution" not in caplog.text

@@ -6,6 +6,9 @@ import csv
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 from hydra.utils import get_class
@@ -33,8 +36,13 @@ def test_tiny_sweep_writes_the_table(launcher, tmp_path):
     for row in rows.values():
         assert (row["jobs_ok"], row["jobs_failed"], row["jobs_missing"]) == ("2", "0", "0")
         assert int(row["kl_kde_n"]) == 2 and math.isfinite(float(row["kl_kde_std"]))
-    assert rows["+row=ddpm_inv_var"]["oracle"] == "+row=ddpm_oracle"
-    assert float(rows["+row=ddpm_inv_var"]["kl_kde_ratio_to_oracle"]) > 0
+    learned, oracle = rows["+row=ddpm_inv_var"], rows["+row=ddpm_oracle"]
+    assert learned["oracle"] == "+row=ddpm_oracle"
+    ratio = float(learned["kl_kde_mean"]) / float(oracle["kl_kde_mean"])
+    assert float(learned["kl_kde_ratio_to_oracle"]) == pytest.approx(ratio)
+    kl = [json.loads((sweep / f"{n}/metrics.json").read_text())["kl_kde"] for n in range(4)]  # oracle seeds 0, 1 first
+    paired = (kl[2] - kl[0] + kl[3] - kl[1]) / 2
+    assert float(learned["kl_kde_excess_over_oracle_mean"]) == pytest.approx(paired)
     for name in ("results.md", "results_bars.png", "results_densities.png"):
         assert (sweep / name).stat().st_size > 0, name
     if launcher == "joblib":  # one torch thread per worker: two jobs never oversubscribe two cores
@@ -77,3 +85,20 @@ def test_writeup_experiment_sweeps_the_table():
             assert get_class(cfg.weighting._target_).__name__ == weighting
         samplers.add((str(cfg.sampler), str(cfg.eval)))
     assert len(samplers) == 1  # one sampler and evaluation for every row
+
+
+def test_rebuild_of_an_interrupted_sweep_lists_the_jobs_that_never_ran(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "+row=ddpm_oracle", "seed=0,1,2", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.rmtree(sweep / "2")  # as if the sweep had stopped before its last job
+    shutil.copytree(sweep / "1", sweep / "7")  # and a stale directory from another sweep
+    (sweep / "7/.hydra/overrides.yaml").write_text("- +row=ddpm_oracle\n- seed=9\n")
+    proc = subprocess.run([sys.executable, "-m", "diffusion_runner.report", str(sweep)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    row = table(sweep)["(all jobs)"]
+    assert (row["jobs_ok"], row["jobs_missing"], row["kl_kde_n"]) == ("2", "1", "2")
+    md = (sweep / "results.md").read_text()
+    assert "| `2` | `+row=ddpm_oracle seed=2" in md and "| missing |" in md
+    assert "set aside" in md and "`7`" in md

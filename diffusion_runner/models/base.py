@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 from torch import Tensor, nn
 
-from diffusion_runner.sdes import SDE, append_dims
+from diffusion_runner.sdes import SDE
 
 
 class ScoreModel(nn.Module, ABC):
@@ -43,6 +43,3 @@ def raw_score(out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
 PARAMETERIZATIONS = {"eps": eps_to_score, "x0": x0_to_score, "score": raw_score}
 
 
-def to_score(parameterization: str, out: Tensor, x: Tensor, t: Tensor, sde: SDE) -> Tensor:
-    m, s = (append_dims(c, x.ndim) for c in sde.marginal(t))
-    return PARAMETERIZATIONS[parameterization](out, x, m, s)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.base import PARAMETERIZATIONS, ScoreModel, to_score
+from diffusion_runner.models.base import PARAMETERIZATIONS, ScoreModel
 from diffusion_runner.models.embedding import SinusoidalEmbedding
 from diffusion_runner.sdes import SDE, append_dims
 
@@ -41,7 +41,7 @@ class MLP(ScoreModel):
         self.net = nn.Sequential(*layers)
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:
-        m, s = self.sde.marginal(t)
-        c_in = append_dims(torch.rsqrt(m**2 * self.data_var + s**2), x.ndim)
+        m, s = (append_dims(c, x.ndim) for c in self.sde.marginal(t))
+        c_in = torch.rsqrt(m**2 * self.data_var + s**2).flatten(1)
         out = self.net(torch.cat([c_in * x, self.embed(1000.0 * t / self.sde.T)], dim=-1))
-        return to_score(self.parameterization, out, x, t, self.sde)
+        return PARAMETERIZATIONS[self.parameterization](out, x, m, s)
