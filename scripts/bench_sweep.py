@@ -33,7 +33,7 @@ def main():
     start = time.perf_counter()
     proc = subprocess.run(command, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    jobs = load_jobs(sweep)
+    jobs, _ = load_jobs(sweep)
     print(f"sweep wall time: {wall:.0f} s ({wall / 60:.1f} min) for {len(jobs)} jobs, exit status {proc.returncode}")
     for stage in STAGES:
         values = np.array([j.metrics.get(stage, np.nan) for j in jobs], dtype=float)
