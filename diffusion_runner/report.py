@@ -97,25 +97,28 @@ class Row:
         return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan, len(diffs)
 
 
-def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
-    """The override list of every job the sweep launches, in job order, re-expanded from the multirun.yaml Hydra
-    saves at the start of a sweep by Hydra's own basic sweeper; None for other sweepers or without the file."""
+def sweep_hydra_config(sweep_dir: Path) -> dict[str, Any] | None:
+    """The `hydra` section of the multirun.yaml Hydra saves at the start of a sweep, if there is one."""
     multirun = sweep_dir / "multirun.yaml"
-    if not multirun.exists():
-        return None
-    hydra_cfg = yaml.safe_load(multirun.read_text())["hydra"]
-    if not hydra_cfg["sweeper"]["_target_"].endswith(".BasicSweeper"):
+    return yaml.safe_load(multirun.read_text())["hydra"] if multirun.exists() else None
+
+
+def expected_jobs(hydra_cfg: dict[str, Any] | None) -> list[list[str]] | None:
+    """The override list of every job the sweep launches, in job order, re-expanded from the sweep's Hydra config
+    by Hydra's own basic sweeper; None for other sweepers or without the config."""
+    if hydra_cfg is None or not hydra_cfg["sweeper"]["_target_"].endswith(".BasicSweeper"):
         return None
     params = [f"{k}={v}" for k, v in (hydra_cfg["sweeper"].get("params") or {}).items()]
     overrides = OverridesParser.create().parse_overrides(params + list(hydra_cfg["overrides"]["task"]))
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[Path]]:
+def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple[list[Job], list[Path]]:
     """(the sweep's jobs in job order, job directories that are not part of the sweep).
 
-    Jobs are the directories holding .hydra/overrides.yaml. When the sweep's job list is known (expected_jobs),
-    a job that never started is listed as missing and a directory left by another sweep is set aside."""
+    Jobs are the directories holding .hydra/overrides.yaml. When the sweep's job list is known (expected_jobs of
+    `hydra_cfg`, by default read from the sweep directory), a job that never started is listed as missing and a
+    directory left by another sweep is set aside."""
     found = []
     for overrides in sweep_dir.glob("**/.hydra/overrides.yaml"):
         path = overrides.parent.parent
@@ -124,7 +127,7 @@ def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[Path]]:
                          yaml.safe_load((path / ".hydra/config.yaml").read_text()),
                          json.loads(metrics_file.read_text()) if metrics_file.exists() else {}))
     found.sort(key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0, str(j.path)))
-    expected = expected_jobs(sweep_dir)
+    expected = expected_jobs(hydra_cfg or sweep_hydra_config(sweep_dir))
     if expected is None:
         return found, []
     by_overrides = {tuple(j.overrides): j for j in found}
@@ -171,7 +174,7 @@ def _ratio(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.3f}"
 
 
-def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path]) -> str:
+def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path], command: str) -> str:
     """Per configuration: counts; each quality metric with its paired excess and ratio to the oracle; timings."""
     has = lambda m: any(m in r.stats for r in rows)  # noqa: E731
     head, cells_of = ["configuration", "jobs ok / failed / missing"], []
@@ -188,7 +191,6 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
             cells_of.append(lambda r, m=m: [_cell(r.stats.get(m), 1)])
     out = io.StringIO()
     out.write(f"# Sweep results\n\nSweep directory: `{sweep_dir}`\n\n")
-    command = _command(sweep_dir)
     if command:
         out.write(f"Command: `{command}`\n\n")
     out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds). "
@@ -214,13 +216,10 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
     return out.getvalue()
 
 
-def _command(sweep_dir: Path) -> str:
-    """The sweep's command line, from the multirun.yaml Hydra leaves in the sweep directory."""
-    multirun = sweep_dir / "multirun.yaml"
-    if not multirun.exists():
-        return ""
-    task = (yaml.safe_load(multirun.read_text()).get("hydra") or {}).get("overrides", {}).get("task") or []
-    return " ".join(["python -m diffusion_runner -m", *task])
+def command_line(hydra_cfg: dict[str, Any] | None) -> str:
+    """The sweep's command line, from its Hydra config; empty if unknown."""
+    task = (hydra_cfg or {}).get("overrides", {}).get("task") or []
+    return " ".join(["python -m diffusion_runner -m", *task]) if hydra_cfg else ""
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
@@ -306,14 +305,15 @@ def density_grid(rows: list[Row], path: Path) -> None:
 def write_report(sweep_dir: Path) -> list[Row]:
     """Build every report file in the sweep directory; returns the rows."""
     sweep_dir = Path(sweep_dir)
-    jobs, ignored = load_jobs(sweep_dir)
+    hydra_cfg = sweep_hydra_config(sweep_dir)
+    jobs, ignored = load_jobs(sweep_dir, hydra_cfg)
     if not jobs:
         raise FileNotFoundError(f"no job directories (with .hydra/overrides.yaml) under {sweep_dir}")
     if ignored:
         log.warning("set aside %d directories that are not jobs of this sweep: %s", len(ignored),
                     ", ".join(str(p) for p in ignored))
     rows = summarise(jobs)
-    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir, ignored))
+    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir, ignored, command_line(hydra_cfg)))
     write_csv(rows, sweep_dir / "results.csv")
     bar_chart(rows, sweep_dir / "results_bars.png")
     density_grid(rows, sweep_dir / "results_densities.png")

@@ -41,5 +41,3 @@ def raw_score(out: Tensor, x: Tensor, m: Tensor, s: Tensor) -> Tensor:
 
 
 PARAMETERIZATIONS = {"eps": eps_to_score, "x0": x0_to_score, "score": raw_score}
-
-
