@@ -29,6 +29,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     n_samples: int = MISSING  # points generated for evaluation and saved to samples.npy
+    snapshots: int = MISSING  # states of the reverse process kept for trajectory.png
     metrics: dict[str, Any] = field(default_factory=dict)  # name -> metric node
 
 
@@ -44,6 +45,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = MISSING
+    ckpt_path: str | None = MISSING  # checkpoint file, run directory or sweep directory to load instead of training
     device: str = MISSING  # auto | cpu | cuda | cuda:N
     threads: int | None = MISSING  # torch CPU threads; null keeps torch's default
 

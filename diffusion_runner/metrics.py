@@ -1,11 +1,15 @@
-"""Sample-quality metrics. Each compares generated points with fresh reference draws of the dataset
-(never the training set) and returns a dict of name -> float.
+"""Evaluation metrics. Each returns a dict of name -> float and declares how a report should read each name.
 
-Call signature: metric(samples (N, D) float array, dataset, rng) -> {name: value}; the caller passes at
-least `metric.min_samples` samples.
+Sample metrics compare generated points with fresh reference draws of the dataset (never the training set);
+likelihood metrics (diffusion_runner.likelihood) evaluate the model itself on fresh draws. Both are called with an
+EvalContext; a metric that looks at samples sets `min_samples`, and the caller generates at least that many.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +20,37 @@ from scipy.stats import gaussian_kde
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.sdes import SDE, ScoreFn
+
+
+@dataclass(frozen=True)
+class Output:
+    """How a report reads one number a metric returns."""
+
+    better: str | None = "lower"  # "lower" or "higher" is better; None for a reference value, not a score
+    vs_oracle: bool = True  # compared with the oracle row: the excess over it, paired by seed
+    ratio: bool = True  # also the ratio of means (meaningful for a positive score)
+    floor_of: str | None = None  # the value this reference sets for another score: no model can go below it
+
+
+@dataclass
+class EvalContext:
+    samples: np.ndarray  # the generated points, (N, ...) float32
+    dataset: Dataset
+    rng: np.random.Generator  # the metric's own evaluation stream
+    score_fn: ScoreFn  # the model's score s(x, t), in evaluation mode
+    sde: SDE
+    device: torch.device
+
+
+class Metric(ABC):
+    needs_density: ClassVar[bool] = False  # needs the dataset's closed-form density (skipped without one)
+    outputs: ClassVar[dict[str, Output]]
+    min_samples: int = 0  # generated samples it looks at (0: none)
+
+    @abstractmethod
+    def __call__(self, ctx: EvalContext) -> dict[str, float]:
+        """name -> value for the names in `outputs` (and any extra diagnostics)."""
 
 
 def _positive(value: int, key: str) -> int:
@@ -24,7 +59,7 @@ def _positive(value: int, key: str) -> int:
     return value
 
 
-class KLKDE:
+class KLKDE(Metric):
     """KL(q || p_hat) = E_q[log q - log p_hat] in nats, estimated by Monte Carlo over `n_reference`
     fresh draws of q (the true density). p_hat is scipy's gaussian_kde of all generated samples with
     Scott's rule: bandwidth matrix n^(-2/(d+4)) times the samples' covariance.
@@ -34,6 +69,7 @@ class KLKDE:
     """
 
     needs_density = True
+    outputs = {"kl_kde": Output(), "kl_kde_floor": Output(better=None, vs_oracle=False, floor_of="kl_kde")}
     min_samples = 10  # a KDE in a few dimensions needs a handful of points
 
     def __init__(self, n_reference: int = 10_000):
@@ -43,45 +79,45 @@ class KLKDE:
         log_p = gaussian_kde(points.T.astype(np.float64)).logpdf(y.T)
         return float(np.mean(log_q - log_p))
 
-    def __call__(self, samples, dataset: Dataset, rng):
-        y = dataset.sample(self.n_reference, rng).astype(np.float64)
-        log_q = dataset.log_prob(torch.from_numpy(y)).numpy()
-        floor_points = dataset.sample(len(samples), rng)
-        return {"kl_kde": self._kl(samples, y, log_q), "kl_kde_floor": self._kl(floor_points, y, log_q)}
+    def __call__(self, ctx):
+        y = ctx.dataset.sample(self.n_reference, ctx.rng).astype(np.float64)
+        log_q = ctx.dataset.log_prob(torch.from_numpy(y)).numpy()
+        floor_points = ctx.dataset.sample(len(ctx.samples), ctx.rng)
+        return {"kl_kde": self._kl(ctx.samples, y, log_q), "kl_kde_floor": self._kl(floor_points, y, log_q)}
 
 
-class Chamfer:
+class Chamfer(Metric):
     """HelloScore's chamfer distance: the first n_clouds * cloud_size generated points and as many fresh
     reference points are cut into n_clouds pairs of clouds A, B of cloud_size points;
     CD(A, B) = mean_a min_b |a - b|^2 + mean_b min_a |a - b|^2 (squared Euclidean); the mean over clouds."""
 
-    needs_density = False
+    outputs = {"chamfer": Output()}
 
     def __init__(self, n_clouds: int = 100, cloud_size: int = 100):
         self.n_clouds = _positive(n_clouds, "eval.metrics.chamfer.n_clouds")
         self.cloud_size = _positive(cloud_size, "eval.metrics.chamfer.cloud_size")
         self.min_samples = self.n_clouds * self.cloud_size
 
-    def __call__(self, samples, dataset: Dataset, rng):
-        gen = samples[: self.min_samples].reshape(self.n_clouds, self.cloud_size, -1)
-        ref = dataset.sample(self.min_samples, rng).reshape(self.n_clouds, self.cloud_size, -1)
+    def __call__(self, ctx):
+        gen = ctx.samples[: self.min_samples].reshape(self.n_clouds, self.cloud_size, -1)
+        ref = ctx.dataset.sample(self.min_samples, ctx.rng).reshape(self.n_clouds, self.cloud_size, -1)
         total = 0.0
         for a, b in zip(gen, ref, strict=True):
             total += np.mean(KDTree(b).query(a)[0] ** 2) + np.mean(KDTree(a).query(b)[0] ** 2)
         return {"chamfer": float(total / self.n_clouds)}
 
 
-class EMD:
+class EMD(Metric):
     """Earth mover's distance between the first n generated points and n fresh reference points: the
     exact optimal one-to-one assignment (scipy linear_sum_assignment) under Euclidean cost, reported as
     the mean matched distance."""
 
-    needs_density = False
+    outputs = {"emd": Output()}
 
     def __init__(self, n: int = 2000):
         self.n = self.min_samples = _positive(n, "eval.metrics.emd.n")
 
-    def __call__(self, samples, dataset: Dataset, rng):
-        cost = cdist(samples[: self.n], dataset.sample(self.n, rng))
+    def __call__(self, ctx):
+        cost = cdist(ctx.samples[: self.n], ctx.dataset.sample(self.n, ctx.rng))
         rows, cols = linear_sum_assignment(cost)
         return {"emd": float(cost[rows, cols].mean())}

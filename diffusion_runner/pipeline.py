@@ -1,6 +1,7 @@
-"""One job: build the ingredients from the config, train, sample, evaluate, and write the run directory.
+"""One job: build the parts from the config, then the stages train (or load `ckpt_path`), sample, evaluate, plot,
+writing the run directory.
 
-Run directory: metrics.json, samples.npy (N x D float32), checkpoint.pt, samples.png, density.png,
+Run directory: metrics.json, samples.npy (N x D float32), checkpoint.pt (unless loaded), samples.png, density.png,
 trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
 """
 
@@ -11,6 +12,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_runner import plots
+from diffusion_runner import checkpoints, plots
+from diffusion_runner.build import Parts, build, build_loss
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.metrics import EvalContext
+from diffusion_runner.models.base import ScoreModel
+from diffusion_runner.samplers import Snapshots
 from diffusion_runner.train import train
 
 log = logging.getLogger(__name__)
 
 # Independent random streams derived from the job seed.
-DATA_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM = range(4)
+DATA_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM, PLOT_STREAM = range(5)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,93 +81,103 @@ def check_prior(sde, dataset) -> None:
                     sde.T, mismatch, m, s)
 
 
-def build_metrics(cfg: DictConfig, dataset, n_samples: int) -> dict[str, Any]:
-    """Instantiate the configured metrics, dropping (with a log line) those the dataset cannot support."""
-    metrics = {}
-    for name, node in cfg.items():
-        metric = instantiate(node)
-        if metric.needs_density and not dataset.has_density:
-            log.info("metric %s skipped: %s has no closed-form density", name, type(dataset).__name__)
-            continue
-        metrics[name] = metric
-    need = max((m.min_samples for m in metrics.values()), default=1)
-    if n_samples < need:
-        raise ConfigError(f"eval.n_samples: the metrics need at least {need} generated samples, got {n_samples}")
-    return metrics
-
-
-def fit(cfg: DictConfig, model, dataset, sde, device: torch.device, out_dir: Path, logger):
-    """Train the model (if it has parameters), save the checkpoint and the loss curve.
+def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logger) -> tuple[ScoreModel, dict]:
+    """The train stage: train the model (if it has parameters), save the checkpoint and the loss curve.
     Returns (the model to sample with, results)."""
-    checkpoint: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    model = parts.model
+    state: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
     if not model.trainable:
         log.info("model %s has no parameters: no training", type(model).__name__)
-        torch.save({**checkpoint, "model": model.state_dict()}, out_dir / "checkpoint.pt")
+        checkpoints.save(out_dir / checkpoints.FILE, {**state, "model": model.state_dict(), "step": 0})
         return model, {"train_seconds": 0.0}
-    data = torch.as_tensor(dataset.sample(cfg.train.n_data, np.random.default_rng([cfg.seed, DATA_STREAM])),
+    data = torch.as_tensor(parts.dataset.sample(cfg.train.n_data, np.random.default_rng([cfg.seed, DATA_STREAM])),
                            device=device)
-    loss_fn = instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
-    result = train(model, loss_fn, data, instantiate(cfg.train.optimizer), cfg.train.steps, cfg.train.batch_size,
-                   instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay, cfg.train.log_every,
-                   torch_generator(cfg.seed, TRAIN_STREAM, device),
+    result = train(model, build_loss(cfg, parts.sde), data, instantiate(cfg.train.optimizer), cfg.train.steps,
+                   cfg.train.batch_size, instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay,
+                   cfg.train.log_every, torch_generator(cfg.seed, TRAIN_STREAM, device),
                    on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
                                                                    step=step))
-    checkpoint.update(model=result.model.state_dict(), optimizer=result.optimizer.state_dict(), step=cfg.train.steps)
+    state.update(model=result.model.state_dict(), optimizer=result.optimizer.state_dict(), step=cfg.train.steps)
     if result.model is not model:
-        checkpoint["online_model"] = model.state_dict()
-    torch.save(checkpoint, out_dir / "checkpoint.pt")
+        state["online_model"] = model.state_dict()
+    checkpoints.save(out_dir / checkpoints.FILE, state)
     plots.loss_curve(result.losses, out_dir / "loss.png")
     return result.model, {"train_seconds": result.seconds, "train_steps_per_s": result.steps_per_second,
                           "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
 
 
-def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None:
-    """Train -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each stage ends, so a
-    failure keeps what was done before it."""
-    if cfg.seed < 0:
-        raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
-    set_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)  # weight initialisation
-    dataset = instantiate(cfg.dataset)
-    sde = instantiate(cfg.sde)
-    check_prior(sde, dataset)
-    model = instantiate(cfg.model, sde=sde, dataset=dataset).to(device)
-    sampler = instantiate(cfg.sampler)
-    metrics = build_metrics(cfg.eval.metrics, dataset, cfg.eval.n_samples)
-    results.update(device=str(device), torch_threads=torch.get_num_threads())
-    log.info("job: %s on %s -> %s", type(model).__name__, device, out_dir)
+def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
+    """Instead of training: load the weights `ckpt_path` names, after checking they fit the configured model."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    path = checkpoints.find(cfg.ckpt_path, config)
+    state = checkpoints.load(path)
+    checkpoints.check_fits(state, config, path)
+    try:
+        parts.model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ConfigError(f"ckpt_path: {path} does not fit model {cfg.model._target_}: "
+                          f"{str(e).splitlines()[0]}") from e
+    log.info("model loaded from %s (trained for %d steps): no training", path, state.get("step", 0))
+    return parts.model, {"ckpt_path": str(path), "ckpt_step": int(state.get("step", 0))}
 
-    model, fitted = fit(cfg, model, dataset, sde, device, out_dir, logger)
-    results.update(fitted)
 
+def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.device, out_dir: Path,
+           results: dict[str, Any]) -> tuple[np.ndarray, list]:
+    """The sample stage: eval.n_samples points saved to samples.npy, and the trajectory's snapshots."""
     start = time.perf_counter()
-    shape = (cfg.eval.n_samples, dataset.dim)
-    x, snapshots, nfe = sampler.sample(model.score, sde, shape, torch_generator(cfg.seed, SAMPLE_STREAM, device),
-                                       device)
-    samples = x.cpu().numpy().astype(np.float32)
-    results.update(sample_seconds=time.perf_counter() - start, nfe=nfe)
+    snapshots = Snapshots(cfg.eval.snapshots)
+    result = parts.sampler.sample(model.score, parts.sde, (cfg.eval.n_samples, parts.dataset.dim),
+                                  torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
+    samples = result.x.cpu().numpy().astype(np.float32)
+    results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
     np.save(out_dir / "samples.npy", samples)
     bad = int((~np.isfinite(samples)).any(axis=1).sum())
     if bad:
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
-    log.info("sampled %d points with %d score evaluations in %.1f s", len(samples), nfe, results["sample_seconds"])
+    log.info("sampled %d points with %d score evaluations in %.1f s", len(samples), result.nfe,
+             results["sample_seconds"])
+    return samples, [(t, x.cpu().numpy()) for t, x in snapshots.states]
 
+
+def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarray, device: torch.device,
+             results: dict[str, Any]) -> None:
+    """The evaluate stage: every metric, each on its own evaluation stream (so dropping one changes no other)."""
     start = time.perf_counter()
-    eval_rng = np.random.default_rng([cfg.seed, EVAL_STREAM])
-    for name, metric in metrics.items():
-        values = metric(samples, dataset, eval_rng)
-        log.info("%s: %s", name, ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
+    for name, metric in parts.metrics.items():
+        begin = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
+        values = metric(EvalContext(samples, parts.dataset, rng, model.score, parts.sde, device))
+        log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
+                 ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
         results.update(values)
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise FloatingPointError(f"metric {name} gave non-finite {', '.join(bad)}")
     results["eval_seconds"] = time.perf_counter() - start
 
-    plot_job(samples, [(t, s.cpu().numpy()) for t, s in snapshots],
-             dataset.sample(len(samples), np.random.default_rng([cfg.seed, EVAL_STREAM, 1])), out_dir, logger)
+
+def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None:
+    """Train (or load `ckpt_path`) -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each
+    stage ends, so a failure keeps what was done before it."""
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # weight initialisation
+    parts = build(cfg, device)
+    check_prior(parts.sde, parts.dataset)
+    results.update(device=str(device), torch_threads=torch.get_num_threads())
+    log.info("job: %s on %s -> %s", type(parts.model).__name__, device, out_dir)
+
+    model, stage = restore(cfg, parts) if cfg.ckpt_path else fit(cfg, parts, device, out_dir, logger)
+    results.update(stage)
+    model.eval().requires_grad_(False)
+    samples, snapshots = sample(cfg, parts, model, device, out_dir, results)
+    evaluate(cfg, parts, model, samples, device, results)
+    plot_job(samples, snapshots, parts.dataset.sample(len(samples), np.random.default_rng([cfg.seed, PLOT_STREAM])),
+             out_dir, logger)
 
 
 def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path, logger) -> None:

@@ -29,15 +29,16 @@ import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_runner import plots
+from diffusion_runner.metrics import Output
 
 log = logging.getLogger(__name__)
 
-QUALITY = ("kl_kde", "chamfer", "emd")  # lower is better; these get a ratio to the oracle
+TIMINGS = ("train_seconds", "sample_seconds", "eval_seconds")
 # Sections that must agree for an oracle row to be a configuration's reference.
 SHARED = ("dataset", "sde", "sampler", "eval")
 
@@ -174,41 +175,72 @@ def _ratio(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.3f}"
 
 
+def declared_outputs(rows: list[Row]) -> dict[str, Output]:
+    """name -> Output as the sweep's metrics declare them (diffusion_runner.metrics.Metric.outputs), in config order,
+    for the names some row has numbers for."""
+    found: dict[str, Output] = {}
+    for row in rows:
+        for node in ((row.config.get("eval") or {}).get("metrics") or {}).values():
+            try:
+                declared = get_class(node["_target_"]).outputs
+            except Exception:  # a metric this version no longer has: its numbers stay in the csv, undeclared
+                continue
+            for name, output in declared.items():
+                found.setdefault(name, output)
+    present = {m for r in rows for m in r.stats}
+    return {name: output for name, output in found.items() if name in present}
+
+
+def _columns(outputs: dict[str, Output]) -> list[str]:
+    """Each score followed by its floor, if it has one."""
+    columns = []
+    for name, output in outputs.items():
+        if output.better:
+            columns += [name, *[f for f, o in outputs.items() if o.floor_of == name]]
+    return columns
+
+
 def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path], command: str) -> str:
-    """Per configuration: counts; each quality metric with its paired excess and ratio to the oracle; timings."""
+    """Per configuration: counts, every declared score (and its floor), nfe and timings; then each score compared
+    with the oracle row; then every job."""
+    outputs = declared_outputs(rows)
     has = lambda m: any(m in r.stats for r in rows)  # noqa: E731
-    head, cells_of = ["configuration", "jobs ok / failed / missing"], []
-    for m in QUALITY:
-        if has(m):
-            head += [m, f"{m} − oracle (paired)", f"{m} / oracle"]
-            cells_of.append(lambda r, m=m: [_cell(r.stats.get(m)), _cell(r.paired_excess(m)), _ratio(r.ratio(m))])
-        if m == "kl_kde" and has("kl_kde_floor"):
-            head.append("kl_kde_floor")
-            cells_of.append(lambda r: [_cell(r.stats.get("kl_kde_floor"))])
-    for m in ("train_seconds", "sample_seconds", "eval_seconds"):
-        if has(m):
-            head.append(m)
-            cells_of.append(lambda r, m=m: [_cell(r.stats.get(m), 1)])
+    columns = _columns(outputs) + [m for m in ("nfe", *TIMINGS) if has(m)]
     out = io.StringIO()
     out.write(f"# Sweep results\n\nSweep directory: `{sweep_dir}`\n\n")
     if command:
         out.write(f"Command: `{command}`\n\n")
-    out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds). "
-              "`− oracle (paired)` is the mean ± std over seeds of the difference to the oracle row with the same "
-              "dataset, SDE, sampler and evaluation at the same seed (same evaluation references); `/ oracle` is "
-              "the ratio of means.\n\n")
-    out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+    out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds).\n\n")
+    out.write("| configuration | jobs ok / failed / missing | " + " | ".join(columns) + " |\n|"
+              + "---|" * (len(columns) + 2) + "\n")
     for r in rows:
-        cells = [f"`{r.key}`", f"{r.count('ok')} / {r.count('failed')} / {r.count('missing')}"]
-        for cells_fn in cells_of:
-            cells += cells_fn(r)
-        out.write("| " + " | ".join(cells) + " |\n")
-    out.write("\n## Jobs\n\n| job | overrides | status | kl_kde | wall s | error |\n|---|---|---|---|---|---|\n")
+        cells = [_cell(r.stats.get(m), 1 if m in TIMINGS else 4) for m in columns]
+        out.write(f"| `{r.key}` | {r.count('ok')} / {r.count('failed')} / {r.count('missing')} | "
+                  + " | ".join(cells) + " |\n")
+    compared = [m for m, o in outputs.items() if o.vs_oracle]
+    if compared and any(r.oracle for r in rows):
+        out.write("\n## Against the oracle\n\n`− oracle (paired)` is the mean ± std over seeds of the difference to "
+                  "the oracle row with the same dataset, SDE, sampler and evaluation at the same seed (same evaluation "
+                  "references); `/ oracle` is the ratio of means.\n\n")
+        head = ["configuration", "oracle row"]
+        for m in compared:
+            head += [f"{m} − oracle (paired)"] + ([f"{m} / oracle"] if outputs[m].ratio else [])
+        out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+        for r in rows:
+            if r.oracle is None or r.oracle is r:
+                continue
+            cells = [f"`{r.key}`", f"`{r.oracle.key}`"]
+            for m in compared:
+                cells += [_cell(r.paired_excess(m))] + ([_ratio(r.ratio(m))] if outputs[m].ratio else [])
+            out.write("| " + " | ".join(cells) + " |\n")
+    first = next(iter(_columns(outputs)), None)
+    out.write(f"\n## Jobs\n\n| job | overrides | status | {first or ''} | wall s | error |\n"
+              "|---|---|---|---|---|---|\n")
     for j in jobs:
-        kl = j.metrics.get("kl_kde")
+        value = j.metrics.get(first) if first else None
         wall = j.metrics.get("wall_seconds")
         out.write(f"| `{j.path.relative_to(sweep_dir)}` | `{' '.join(j.overrides)}` | {j.status} | "
-                  f"{'' if kl is None else f'{kl:.4f}'} | {'' if wall is None else f'{wall:.1f}'} | "
+                  f"{'' if value is None else f'{value:.4f}'} | {'' if wall is None else f'{wall:.1f}'} | "
                   f"{str(j.metrics.get('error', '')).replace('|', '/')} |\n")
     if ignored:
         out.write("\nDirectories set aside (not jobs of this sweep): "
@@ -223,30 +255,36 @@ def command_line(hydra_cfg: dict[str, Any] | None) -> str:
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
+    """Every number's mean, std and n; each declared score's excess over the oracle (and ratio, where declared)."""
     metrics = sorted({m for r in rows for m in r.stats})
+    outputs = declared_outputs(rows)
+    compared = [m for m, o in outputs.items() if o.vs_oracle]
+    ratios = [m for m in compared if outputs[m].ratio]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_missing", "oracle",
                          *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")],
-                         *[f"{m}_ratio_to_oracle" for m in QUALITY],
-                         *[f"{m}_excess_over_oracle_{s}" for m in QUALITY for s in ("mean", "std", "n")]])
+                         *[f"{m}_ratio_to_oracle" for m in ratios],
+                         *[f"{m}_excess_over_oracle_{s}" for m in compared for s in ("mean", "std", "n")]])
         for r in rows:
             stats = [v for m in metrics for v in (r.stats.get(m) or ("", "", 0))]
-            excess = [v for m in QUALITY for v in (r.paired_excess(m) or ("", "", 0))]
+            excess = [v for m in compared for v in (r.paired_excess(m) or ("", "", 0))]
             writer.writerow([r.key, r.count("ok"), r.count("failed"), r.count("missing"),
-                             r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in QUALITY], *excess])
+                             r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in ratios], *excess])
 
 
 def bar_chart(rows: list[Row], path: Path) -> None:
-    """One panel per quality metric: mean with a ±1 std error bar per configuration, oracle rows in grey; then
-    kl_kde's excess over the oracle paired by seed, when the sweep has oracle rows."""
-    metrics = [m for m in QUALITY if any(m in r.stats for r in rows)]
+    """One panel per declared score: mean with a ±1 std error bar per configuration, oracle rows in grey, its floor
+    dashed; then the first oracle-compared score's excess over the oracle paired by seed, when there is an oracle."""
+    outputs = declared_outputs(rows)
+    metrics = [m for m, o in outputs.items() if o.better]
     shown = [r for r in rows if r.stats]
     if not metrics or not shown:
         return
-    paired = [None if r.is_oracle else r.paired_excess("kl_kde") for r in shown]
+    paired_metric = next((m for m in metrics if outputs[m].vs_oracle), None)
+    paired = [None if r.is_oracle or paired_metric is None else r.paired_excess(paired_metric) for r in shown]
     n_panels = len(metrics) + any(p is not None for p in paired)
-    fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 3.2 * n_panels))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(shown) + 2), 2.8 * n_panels))
     axes = np.atleast_1d(fig.subplots(n_panels, 1, sharex=True))
     x = np.arange(len(shown))
     if n_panels > len(metrics):
@@ -254,18 +292,19 @@ def bar_chart(rows: list[Row], path: Path) -> None:
         ax.bar(x, [p[0] if p else np.nan for p in paired], yerr=[np.nan_to_num(p[1]) if p else 0 for p in paired],
                capsize=4, color="tab:orange")
         ax.axhline(0, color="k", lw=1)
-        ax.set_ylabel("kl_kde − oracle\n(paired by seed)")
+        ax.set_ylabel(f"{paired_metric} − oracle\n(paired by seed)")
     for ax, m in zip(axes, metrics, strict=False):
         means = [r.stats[m][0] if m in r.stats else np.nan for r in shown]
         stds = [np.nan_to_num(r.stats[m][1]) if m in r.stats else 0 for r in shown]
         colors = ["tab:gray" if r.is_oracle else "tab:blue" for r in shown]
         ax.bar(x, means, yerr=stds, capsize=4, color=colors)
-        if m == "kl_kde" and any("kl_kde_floor" in r.stats for r in shown):
-            floor = np.nanmean([r.stats["kl_kde_floor"][0] for r in shown if "kl_kde_floor" in r.stats])
-            ax.axhline(floor, ls="--", color="k", lw=1, label=f"KDE floor {floor:.3f}")
+        for floor_name in (f for f, o in outputs.items() if o.floor_of == m):
+            floor = np.nanmean([r.stats[floor_name][0] for r in shown if floor_name in r.stats])
+            ax.axhline(floor, ls="--", color="k", lw=1, label=f"{floor_name} {floor:.3f}")
             ax.legend(loc="lower right")
         lo = np.nanmin(np.array(means) - np.array(stds))
-        ax.set_ylim(bottom=max(0.0, lo - 0.15 * (np.nanmax(means) - lo + 1e-9)))
+        if lo > 0:
+            ax.set_ylim(bottom=max(0.0, lo - 0.15 * (np.nanmax(means) - lo + 1e-9)))
         ax.set_ylabel(m)
     axes[-1].set_xticks(x, [r.key.replace(" ", "\n") for r in shown], fontsize=8, rotation=30, ha="right")
     fig.suptitle("mean ± std over seeds (grey: oracle)")

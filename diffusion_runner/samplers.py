@@ -1,46 +1,247 @@
-"""Samplers: integrate the reverse-time SDE from the prior at T down to eps."""
+"""Samplers: draw x at t = eps by integrating a reverse process from the prior N(0, s(T)^2 I) at t = T.
+
+Every sampler has one signature, sample(score_fn, sde, shape, generator, device, callback) -> SampleResult, and
+counts its score evaluations (nfe). callback({"i", "n", "t", "x"}) sees the prior (i = 0) and the state after
+each of the n updates; the trajectory plot is made by one (Snapshots), not by code inside the samplers.
+
+Grid samplers are a one-step method applied on a time grid T = t_0 > ... > t_N = eps (diffusion_runner.grids), so
+any of them runs on any grid. Notation for one step from t to s < t: (m_t, s_t) are the marginal coefficients,
+score = s_theta(x, t), x0_hat = (x + s_t^2 score) / m_t (Tweedie), sigma = s / m the noise level, and
+x_t | x_s ~ N(a x_s, v I) the SDE's exact transition (sde.transition(s, t)).
+"""
 
 from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.sdes import SDE, ScoreFn, append_dims
+from diffusion_runner.grids import Grid, Log, Uniform
+from diffusion_runner.ode import check_solver, integrate
+from diffusion_runner.sdes import SDE, ScoreFn
+
+Callback = Callable[[dict], None]
+Noise = Callable[[], Tensor]
 
 
-class EulerMaruyama:
-    """Euler-Maruyama on a uniform grid T = t_0 > ... > t_N = eps, h = t_i - t_{i+1}:
+@dataclass
+class SampleResult:
+    x: Tensor  # samples at t = eps
+    nfe: int  # score evaluations
 
-        x <- x - [f(x, t) - g(t)^2 s(x, t)] h + g(t) sqrt(h) z.
 
-    With `denoise` the last step adds no noise (it returns the step's mean), as in score_sde.
-    Keeps `snapshots` states evenly spaced over the trajectory, the prior and the result included.
-    """
+class CountingScore:
+    """score(x, t) at one scalar time t for the whole batch; counts its calls."""
 
-    def __init__(self, steps: int = 1000, snapshots: int = 6, denoise: bool = True):
-        if not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"sampler.steps: must be an integer >= 1, got {steps!r}")
-        if not isinstance(snapshots, int) or not 2 <= snapshots <= steps + 1:
-            raise ConfigError(f"sampler.snapshots: must be an integer from 2 (prior and result) to steps + 1, "
-                              f"got {snapshots!r}")
-        self.steps, self.snapshots, self.denoise = int(steps), int(snapshots), bool(denoise)
+    def __init__(self, score_fn: ScoreFn):
+        self.score_fn, self.calls = score_fn, 0
 
+    def __call__(self, x: Tensor, t: float) -> Tensor:
+        self.calls += 1
+        return self.score_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype))
+
+
+def _count(value, key: str, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{key}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class Sampler(ABC):
     @torch.inference_mode()
     def sample(self, score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...], generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu") -> tuple[Tensor, list[tuple[float, Tensor]], int]:
-        """Returns (x at eps, [(t, x_t), ...] snapshots, number of score evaluations)."""
-        times = torch.linspace(sde.T, sde.eps, self.steps + 1, dtype=torch.float64).tolist()
-        keep = {round(i * self.steps / (self.snapshots - 1)) for i in range(self.snapshots)}
+               device: torch.device | str = "cpu", callback: Callback | None = None) -> SampleResult:
+        """Samples of the given shape (batch, ...) at t = eps."""
+        score = CountingScore(score_fn)
         x = sde.prior_sample(shape, generator, device)
-        snaps = [(times[0], x.clone())]
+        x = self.run(score, sde, x, lambda: torch.randn(shape, generator=generator, device=device),
+                     callback or (lambda info: None))
+        return SampleResult(x, score.calls)
+
+    @abstractmethod
+    def run(self, score: CountingScore, sde: SDE, x: Tensor, noise: Noise, callback: Callback) -> Tensor:
+        """Integrate from the prior sample x at T to eps; noise() draws a fresh N(0, I) of x's shape."""
+
+
+class GridSampler(Sampler):
+    """A one-step method on a grid of `steps` steps. With `denoise`, a stochastic method's last step adds no
+    noise (it returns the step's mean, as score_sde does)."""
+
+    def __init__(self, steps: int = 1000, grid: Grid | None = None, denoise: bool = True):
+        self.steps = _count(steps, "sampler.steps")
+        self.grid = grid or Uniform()
+        self.denoise = bool(denoise)
+
+    def run(self, score, sde, x, noise, callback):
+        times = self.grid(sde, self.steps).tolist()
+        callback({"i": 0, "n": self.steps, "t": times[0], "x": x})
         for i in range(self.steps):
-            t, h = times[i], times[i] - times[i + 1]
-            tt = torch.full((shape[0],), t, device=device)
-            x = x - sde.reverse_drift(x, tt, score_fn(x, tt)) * h
-            if not (self.denoise and i == self.steps - 1):
-                g = append_dims(sde.diffusion(tt), x.ndim)
-                x = x + g * h**0.5 * torch.randn(shape, generator=generator, device=device)
-            if i + 1 in keep:
-                snaps.append((times[i + 1], x.clone()))
-        return x, snaps, self.steps
+            x = self.step(score, sde, x, times[i], times[i + 1], noise, final=i == self.steps - 1)
+            callback({"i": i + 1, "n": self.steps, "t": times[i + 1], "x": x})
+        return x
+
+    @abstractmethod
+    def step(self, score: CountingScore, sde: SDE, x: Tensor, t: float, s: float, noise: Noise,
+             final: bool) -> Tensor:
+        """x at time t -> x at time s < t."""
+
+    def add_noise(self, mean: Tensor, std: float, noise: Noise, final: bool) -> Tensor:
+        return mean if (final and self.denoise) or std == 0 else mean + std * noise()
+
+
+class EulerMaruyama(GridSampler):
+    """Reverse-time SDE by Euler-Maruyama, h = t - s: x <- x - [f(x, t) - g(t)^2 score] h + g(t) sqrt(h) z."""
+
+    def step(self, score, sde, x, t, s, noise, final):
+        tt = torch.full((x.shape[0],), t, device=x.device)
+        mean = x - sde.reverse_drift(x, tt, score(x, t)) * (t - s)
+        g = float(sde.diffusion(torch.tensor([t], dtype=torch.float64)))
+        return self.add_noise(mean, g * math.sqrt(t - s), noise, final)
+
+
+class ReverseDiffusion(GridSampler):
+    """score_sde's reverse-diffusion predictor on the SDE's exact discretisation (a, v) between s and t:
+    x <- (2 - a) x + v score + sqrt(v) z. For VP this is DDPM's discretisation (a = sqrt(1 - beta_i), v = beta_i),
+    for VE SMLD's (a = 1, v = sigma_t^2 - sigma_s^2)."""
+
+    def step(self, score, sde, x, t, s, noise, final):
+        a, v = sde.transition(s, t)
+        return self.add_noise((2 - a) * x + v * score(x, t), math.sqrt(v), noise, final)
+
+
+class Ancestral(GridSampler):
+    """Ancestral sampling of the chain the grid discretises (Ho et al. 2020; Song et al. 2021, app. F): the
+    posterior q(x_s | x_t, x_0 = x0_hat), whose mean is (x + v score) / a and variance s_s^2 v / s_t^2.
+    For VP with a = sqrt(alpha_i), v = beta_i this is DDPM's x <- (x + beta_i score) / sqrt(alpha_i) + sigma_i z
+    with sigma_i^2 the posterior variance beta~_i."""
+
+    def step(self, score, sde, x, t, s, noise, final):
+        a, v = sde.transition(s, t)
+        std = sde.coefficients(s)[1] * math.sqrt(v) / sde.coefficients(t)[1]
+        return self.add_noise((x + v * score(x, t)) / a, std, noise, final)
+
+
+class DDIM(GridSampler):
+    """DDIM (Song, Meng & Ermon 2021): x <- m_s x0_hat + sqrt(s_s^2 - std^2) eps_hat + std z, eps_hat = -s_t score,
+    std = eta s_s sqrt(v) / s_t. eta = 0 is deterministic (Euler's method for the probability-flow ODE in the
+    variables (sigma, x / m)); eta = 1 is ancestral sampling."""
+
+    def __init__(self, steps: int = 50, grid: Grid | None = None, eta: float = 0.0, denoise: bool = True):
+        super().__init__(steps, grid, denoise)
+        if not 0 <= eta <= 1:
+            raise ConfigError(f"sampler.eta: must be in [0, 1], got {eta}")
+        self.eta = float(eta)
+
+    def step(self, score, sde, x, t, s, noise, final):
+        (m_t, s_t), (m_s, s_s) = sde.coefficients(t), sde.coefficients(s)
+        std = self.eta * s_s * math.sqrt(sde.transition(s, t)[1]) / s_t
+        sc = score(x, t)
+        mean = m_s * (x + s_t**2 * sc) / m_t - math.sqrt(max(s_s**2 - std**2, 0.0)) * s_t * sc
+        return self.add_noise(mean, std, noise, final)
+
+
+class Heun(GridSampler):
+    """The probability-flow ODE by Heun's 2nd-order method in EDM's variables (Karras et al. 2022, alg. 1):
+    y = x / m against sigma, dy/dsigma = -s(t) score(x, t); two score evaluations per step."""
+
+    def step(self, score, sde, x, t, s, noise, final):
+        (m_t, s_t), (m_s, s_s) = sde.coefficients(t), sde.coefficients(s)
+        dsigma = s_s / m_s - s_t / m_t
+        d = -s_t * score(x, t)
+        y_euler = x / m_t + dsigma * d
+        d_next = -s_s * score(m_s * y_euler, s)
+        return m_s * (x / m_t + dsigma * (d + d_next) / 2)
+
+
+class PredictorCorrector(GridSampler):
+    """score_sde's predictor-corrector: at each grid time, `corrector_steps` Langevin steps
+    x <- x + e score + sqrt(2 e) z with e = 2 alpha (snr |z| / |score|)^2 (norms per sample, averaged over the
+    batch; alpha = a^2 of the next step, score_sde's 1 - beta_i for VP), then one predictor step to the next time."""
+
+    PREDICTORS = {"reverse_diffusion": ReverseDiffusion, "euler_maruyama": EulerMaruyama}
+
+    def __init__(self, steps: int = 1000, grid: Grid | None = None, predictor: str = "reverse_diffusion",
+                 corrector_steps: int = 1, snr: float = 0.16, denoise: bool = True):
+        super().__init__(steps, grid, denoise)
+        if predictor not in self.PREDICTORS:
+            raise ConfigError(f"sampler.predictor: '{predictor}' is not one of {sorted(self.PREDICTORS)}")
+        if not snr > 0:
+            raise ConfigError(f"sampler.snr: must be positive, got {snr}")
+        self.predictor = self.PREDICTORS[predictor](steps, grid, denoise)
+        self.corrector_steps = _count(corrector_steps, "sampler.corrector_steps", minimum=0)
+        self.snr = float(snr)
+
+    def step(self, score, sde, x, t, s, noise, final):
+        alpha = sde.transition(s, t)[0] ** 2
+        for _ in range(self.corrector_steps):
+            grad, z = score(x, t), noise()
+            ratio = z.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()
+            e = 2 * alpha * (self.snr * ratio) ** 2
+            x = x + e * grad + torch.sqrt(2 * e) * z
+        return self.predictor.step(score, sde, x, t, s, noise, final)
+
+
+class ProbabilityFlowODE(Sampler):
+    """The probability-flow ODE dx/dt = f - g^2 score / 2 from T to eps with an adaptive Runge-Kutta method of
+    scipy's solve_ivp (rtol, atol). It draws from exactly the density that the `likelihood` metric evaluates.
+    The callback sees the solver's accepted steps."""
+
+    def __init__(self, method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5):
+        check_solver(method, rtol, atol, "sampler")
+        self.method, self.rtol, self.atol = method, float(rtol), float(atol)
+
+    def run(self, score, sde, x, noise, callback):
+        def drift(t, y):
+            x = y.to(torch.float32)
+            tt = torch.full((x.shape[0],), t, device=x.device)
+            return sde.probability_flow_drift(x, tt, score(x, t)).double()
+
+        times, states, _ = integrate(drift, x, (sde.T, sde.eps), method=self.method, rtol=self.rtol, atol=self.atol)
+        for i, (t, state) in enumerate(zip(times, states, strict=True)):
+            callback({"i": i, "n": len(times) - 1, "t": t, "x": state.to(torch.float32)})
+        return states[-1].to(torch.float32)
+
+
+class AnnealedLangevin(Sampler):
+    """NCSN's annealed Langevin dynamics (Song & Ermon 2019, alg. 1): at each of `levels` times of the grid, from T
+    down to eps, `steps_per_level` steps x <- x + (e_i / 2) score + sqrt(e_i) z with e_i = step_size s(t_i)^2, i.e.
+    NCSN's e sigma_i^2 / sigma_L^2 with e = step_size sigma_L^2. With `denoise`, a last Tweedie step
+    x <- x + s(eps)^2 score (NCSNv2). The default grid is `log`, NCSN's geometric noise ladder."""
+
+    def __init__(self, levels: int = 20, steps_per_level: int = 50, step_size: float = 1.0,
+                 grid: Grid | None = None, denoise: bool = True):
+        self.levels = _count(levels, "sampler.levels", minimum=2)
+        self.steps_per_level = _count(steps_per_level, "sampler.steps_per_level")
+        if not step_size > 0:
+            raise ConfigError(f"sampler.step_size: must be positive, got {step_size}")
+        self.step_size, self.grid, self.denoise = float(step_size), grid or Log(), bool(denoise)
+
+    def run(self, score, sde, x, noise, callback):
+        times = self.grid(sde, self.levels - 1).tolist()
+        callback({"i": 0, "n": self.levels, "t": times[0], "x": x})
+        for i, t in enumerate(times):
+            e = self.step_size * sde.coefficients(t)[1] ** 2
+            for _ in range(self.steps_per_level):
+                x = x + e / 2 * score(x, t) + math.sqrt(e) * noise()
+            if self.denoise and i == self.levels - 1:
+                x = x + sde.coefficients(t)[1] ** 2 * score(x, t)
+            callback({"i": i + 1, "n": self.levels, "t": t, "x": x})
+        return x
+
+
+class Snapshots:
+    """A callback keeping `count` states evenly spaced over the updates, the prior and the result included."""
+
+    def __init__(self, count: int):
+        self.count = _count(count, "eval.snapshots", minimum=2)
+        self.states: list[tuple[float, Tensor]] = []
+
+    def __call__(self, info: dict) -> None:
+        n = info["n"]
+        if info["i"] in {round(k * n / (self.count - 1)) for k in range(self.count)}:
+            self.states.append((info["t"], info["x"].clone()))

@@ -2,8 +2,9 @@
 
 Every SDE here has a Gaussian transition x_t | x_0 ~ N(m(t) x_0, s(t)^2 I), so a subclass gives
 the drift f, the diffusion g and the closed-form marginal (m, s); the reverse-time drift, the
-probability-flow drift and the prior N(0, s(T)^2 I) follow in the base class. Times are tensors
-of shape (batch,); coefficients broadcast over any trailing data dimensions.
+probability-flow drift, the transition between two times, the noise level sigma(t) = s(t) / m(t)
+and the prior N(0, s(T)^2 I) follow in the base class. Times are tensors of shape (batch,);
+coefficients broadcast over any trailing data dimensions.
 """
 
 from __future__ import annotations
@@ -63,6 +64,38 @@ class SDE(ABC):
     def reverse_drift(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
         """Drift of the reverse-time SDE, f - g^2 score, in forward-time units (integrate with dt < 0)."""
         return self.drift(x, t) - append_dims(self.diffusion(t) ** 2, x.ndim) * score
+
+    def probability_flow_drift(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """dx/dt = f - g^2 score / 2: the ODE whose marginals are the SDE's (Song et al. 2021, eq. 13)."""
+        return self.drift(x, t) - 0.5 * append_dims(self.diffusion(t) ** 2, x.ndim) * score
+
+    def coefficients(self, t: float) -> tuple[float, float]:
+        """(m(t), s(t)) at one time, in float64."""
+        m, s = self.marginal(torch.tensor([t], dtype=torch.float64))
+        return float(m), float(s)
+
+    def transition(self, t_from: float, t_to: float) -> tuple[float, float]:
+        """(a, v) with x_to | x_from ~ N(a x_from, v I) for t_from < t_to: a = m_to / m_from,
+        v = s_to^2 - a^2 s_from^2 (the SDE's exact discretisation between the two times)."""
+        m0, s0 = self.coefficients(t_from)
+        m1, s1 = self.coefficients(t_to)
+        a = m1 / m0
+        return a, s1**2 - (a * s0) ** 2
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """Noise level sigma(t) = s(t) / m(t), so that x_t / m(t) = x_0 + sigma(t) z; it increases from 0 at t = 0."""
+        m, s = self.marginal(t)
+        return s / m
+
+    def time_of_noise_level(self, sigma: Tensor, iterations: int = 64) -> Tensor:
+        """The time t in [0, T] with sigma(t) = sigma (clamped to [0, T]), by bisection in float64."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        lo, hi = torch.zeros_like(sigma), torch.full_like(sigma, self.T)
+        for _ in range(iterations):  # 2^-64 of T: float64 precision
+            mid = (lo + hi) / 2
+            below = self.noise_level(mid) < sigma
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return (lo + hi) / 2
 
 
 class OU(SDE):

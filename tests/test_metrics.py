@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffusion_runner.data import Dataset, GaussianMixture
-from diffusion_runner.metrics import EMD, KLKDE, Chamfer
+from diffusion_runner.metrics import EMD, KLKDE, Chamfer, EvalContext
 
 
 class Fixed(Dataset):
@@ -22,6 +22,11 @@ class Fixed(Dataset):
         return self.points[:n]
 
 
+def ctx(samples, dataset, rng=None):
+    """What a sample metric sees: no model is needed."""
+    return EvalContext(samples, dataset, rng, None, None, "cpu")
+
+
 @pytest.fixture
 def cloud():
     return np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32)
@@ -29,18 +34,18 @@ def cloud():
 
 def test_identical_sets_have_zero_distance(cloud):
     rng = np.random.default_rng(1)
-    assert Chamfer(n_clouds=4, cloud_size=100)(cloud, Fixed(cloud), rng)["chamfer"] == 0.0
-    assert EMD(n=400)(cloud, Fixed(cloud), rng)["emd"] == pytest.approx(0.0, abs=1e-6)
+    assert Chamfer(n_clouds=4, cloud_size=100)(ctx(cloud, Fixed(cloud), rng))["chamfer"] == 0.0
+    assert EMD(n=400)(ctx(cloud, Fixed(cloud), rng))["emd"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_emd_of_a_shifted_set_is_the_shift(cloud):
     shift = np.array([0.3, -0.4], dtype=np.float32)  # |shift| = 0.5; the identity matching is optimal
-    assert EMD(n=400)(cloud + shift, Fixed(cloud), None)["emd"] == pytest.approx(0.5, rel=1e-5)
+    assert EMD(n=400)(ctx(cloud + shift, Fixed(cloud), None))["emd"] == pytest.approx(0.5, rel=1e-5)
 
 
 def test_chamfer_of_single_point_clouds_is_twice_the_squared_distance(cloud):
     shift = np.array([1.0, 2.0], dtype=np.float32)
-    cd = Chamfer(n_clouds=400, cloud_size=1)(cloud + shift, Fixed(cloud), None)["chamfer"]
+    cd = Chamfer(n_clouds=400, cloud_size=1)(ctx(cloud + shift, Fixed(cloud), None))["chamfer"]
     assert cd == pytest.approx(2 * 5.0, rel=1e-5)
 
 
@@ -50,7 +55,7 @@ def test_chamfer_of_a_far_shifted_cloud():
     # Every point's nearest neighbour in the other cloud: distances^2 {81, 100, 101} and {81, 100, 101} -> CD = 2*94
     nearest_a = np.min(((a[:, None] - b[None]) ** 2).sum(-1), 1).mean()
     nearest_b = np.min(((b[:, None] - a[None]) ** 2).sum(-1), 1).mean()
-    cd = Chamfer(n_clouds=1, cloud_size=3)(b, Fixed(a), None)["chamfer"]
+    cd = Chamfer(n_clouds=1, cloud_size=3)(ctx(b, Fixed(a), None))["chamfer"]
     assert cd == pytest.approx(nearest_a + nearest_b) and cd > 100
 
 
@@ -69,9 +74,9 @@ def test_kl_kde_between_two_gaussians_matches_closed_form():
     rng = np.random.default_rng(3)
     generated = rng.normal(size=(n, d)) + mu
     h2 = n ** (-2 / (d + 4))
-    out = KLKDE(n_reference=5_000)(generated, q, rng)
+    out = KLKDE(n_reference=5_000)(ctx(generated, q, rng))
     assert out["kl_kde"] == pytest.approx(gaussian_kl(mu, 1 + h2, d), abs=0.025)
     assert out["kl_kde_floor"] == pytest.approx(gaussian_kl(np.zeros(d), 1 + h2, d), abs=0.025)
     assert out["kl_kde"] > out["kl_kde_floor"] + 0.1
-    further = KLKDE(n_reference=5_000)(generated + mu, q, rng)["kl_kde"]
+    further = KLKDE(n_reference=5_000)(ctx(generated + mu, q, rng))["kl_kde"]
     assert further > out["kl_kde"] + 0.3

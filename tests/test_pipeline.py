@@ -12,13 +12,13 @@ from hydra.utils import instantiate
 from diffusion_runner.__main__ import config_error
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
-from tests.conftest import GROUPS, compose_config, options
+from tests.conftest import GROUPS, compose_config, options, tiny_with
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g) if g != "logger"])
-def test_job_runs_for_every_option(group, option, tiny, tmp_path):
+def test_job_runs_for_every_option(group, option, tmp_path):
     """Loggers run through the command line (test_cli.py), as they need Hydra's runtime."""
-    cfg = compose_config([f"{group}={option}", *tiny])
+    cfg = compose_config([f"{group}={option}", *tiny_with(group, option)])
     results = {}
     run(cfg, tmp_path, NoLogger(), results)
     samples = np.load(tmp_path / "samples.npy")
@@ -28,10 +28,11 @@ def test_job_runs_for_every_option(group, option, tiny, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     trained = option != "oracle"
     assert (tmp_path / "loss.png").exists() == trained
-    for key in ("chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds"):
+    for key in ("chamfer", "emd", "nll", "nll_bpd", "train_seconds", "sample_seconds", "eval_seconds", "nfe"):
         assert np.isfinite(results[key]), key
     has_density = cfg.dataset._target_.endswith(("ring_mixture", "GaussianMixture"))
-    assert ("kl_kde" in results) == has_density and ("kl_kde_floor" in results) == has_density
+    for key in ("kl_kde", "kl_kde_floor", "kl_ode", "data_entropy"):
+        assert (key in results) == has_density, key
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["config"]["seed"] == cfg.seed and "model" in ckpt
     json.dumps(results)  # everything is JSON-serialisable
@@ -48,7 +49,7 @@ def test_same_seed_same_samples(tiny, tmp_path):
 @pytest.mark.parametrize("override,key", [
     ("train.grad_clip=-1", "train.grad_clip"), ("train.grad_clip=0", "train.grad_clip"),
     ("train.n_data=0", "train.n_data"), ("seed=-1", "seed"), ("threads=0", "threads"),
-    ("sampler.steps=abc", "sampler.steps"), ("sampler.snapshots=500", "sampler.snapshots"),
+    ("sampler.steps=abc", "sampler.steps"), ("eval.snapshots=1", "eval.snapshots"),
     ("+sampler.stepz=5", "sampler"), ("sde.theta=abc", "sde"), ("train.optimizer.lr=-1", "train.optimizer"),
     ("train.optimizer._target_=torch.optim.RMSprop", "train.optimizer"), ("dataset.std=0", "dataset"),
     ("eval.metrics.emd.n=0", "eval.metrics.emd.n"), ("eval.metrics.chamfer.n_clouds=0", "eval.metrics.chamfer"),

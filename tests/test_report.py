@@ -14,7 +14,9 @@ from diffusion_runner.report import main, write_report
 
 GMM8 = {"_target_": "diffusion_runner.data.ring_mixture", "n_modes": 8, "radius": 4.0, "std": 0.5, "weights": None}
 SAMPLER = {"_target_": "diffusion_runner.samplers.EulerMaruyama", "steps": 1000}
-EVAL = {"n_samples": 10000}
+EVAL = {"n_samples": 10000, "metrics": {"kl_kde": {"_target_": "diffusion_runner.metrics.KLKDE"},
+                                        "chamfer": {"_target_": "diffusion_runner.metrics.Chamfer"},
+                                        "emd": {"_target_": "diffusion_runner.metrics.EMD"}}}
 VP, OU = {"_target_": "diffusion_runner.sdes.VP"}, {"_target_": "diffusion_runner.sdes.OU"}
 MLP, ORACLE = {"_target_": "diffusion_runner.models.MLP"}, {"_target_": "diffusion_runner.models.Oracle"}
 
@@ -25,7 +27,7 @@ def make_job(root, num, overrides, sde, model, metrics):
     (job / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
     seed = int(next(o for o in overrides if o.startswith("seed=")).split("=")[1])
     config = {"seed": seed, "dataset": GMM8, "sde": sde, "sampler": SAMPLER, "eval": EVAL, "model": model}
-    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if metrics is not None:
         (job / "metrics.json").write_text(json.dumps(metrics))
         if metrics["status"] == "ok":
@@ -85,8 +87,13 @@ def test_report_statistics_ratios_and_counts(sweep):
 def test_report_markdown_lists_every_job_and_the_failure(sweep):
     write_report(sweep)
     md = (sweep / "results.md").read_text()
-    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 | 0.3400 ± 0.0141 | 0.0300 ± 0.0000 | 1.097 |" in md
+    # Every declared score with its floor, in config order; then the timings.
+    assert ("| configuration | jobs ok / failed / missing | kl_kde | kl_kde_floor | chamfer | emd | train_seconds |"
+            in md)
+    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 | 0.3400 ± 0.0141 | 0.3000 ± 0.0000 | 0.2800 ± 0.0141 |" in md
     assert "| `+row=ou_uniform` | 1 / 0 / 1 | 0.4000 |" in md
+    # Against the oracle: the paired excess and the ratio of every score the metrics compare with the oracle.
+    assert "| `+row=ddpm_inv_var` | `+row=ddpm_oracle` | 0.0300 ± 0.0000 | 1.097 | 0.0200 ± 0.0141 | 1.077 |" in md
     assert "| failed |" in md and "FloatingPointError: nan" in md and "| missing |" in md
     for name in ("results_bars.png", "results_densities.png"):
         assert (sweep / name).read_bytes()[:4] == b"\x89PNG"

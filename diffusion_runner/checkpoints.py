@@ -1,0 +1,94 @@
+"""Checkpoints: what a job saves after training, and how a later job finds and loads one (`ckpt_path=`).
+
+A checkpoint is a dict written with torch.save and read with torch.load(weights_only=True), so tensors and plain
+containers only, never arbitrary pickled objects: `config` (the job's composed config, resolved), `model` (the
+weights sampled with: the EMA copy when EMA is on), `online_model`, `optimizer`, `step`.
+
+`ckpt_path` may name a checkpoint file, a run directory, or a sweep directory; in a sweep directory the job whose
+training configuration (TRAINING_KEYS) equals this job's is used, so a sweep over samplers or metrics reuses one
+trained model per (configuration, seed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from diffusion_runner.errors import ConfigError
+
+FILE = "checkpoint.pt"
+MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
+TRAINING_KEYS = (*MODEL_KEYS, "loss", "weighting", "train", "seed")  # what training produced them from
+IGNORED = {"train.log_every"}  # changes the log, not the weights
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write under a temporary name, then rename: a reader never sees a partial checkpoint under `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a checkpoint, or a pickled object weights_only refuses
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({type(e).__name__}: {first_line})") from e
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ConfigError(f"ckpt_path: {path} is not a diffusion_runner checkpoint (no model weights and config)")
+    return state
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def differences(theirs: dict[str, Any], mine: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """'key: their value (checkpoint) vs my value (this job)' for every leaf of the given sections that differs."""
+    a = {k: v for key in keys for k, v in _flatten(theirs.get(key), key).items()}
+    b = {k: v for key in keys for k, v in _flatten(mine.get(key), key).items()}
+    return [f"{k}: {a.get(k, '(unset)')} (checkpoint) vs {b.get(k, '(unset)')} (this job)"
+            for k in sorted(a.keys() | b.keys()) if k not in IGNORED and a.get(k) != b.get(k)]
+
+
+def _job_config(job_dir: Path) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra/config.yaml"), resolve=True)
+
+
+def find(ckpt_path: str, config: dict[str, Any]) -> Path:
+    """The checkpoint `ckpt_path` names for a job with this (resolved) config."""
+    path = Path(ckpt_path)
+    if path.is_file():
+        return path
+    if (path / FILE).is_file():
+        return path / FILE
+    if not path.is_dir():
+        raise ConfigError(f"ckpt_path: {path} does not exist (give a checkpoint file, a run directory or a sweep "
+                          f"directory)")
+    jobs = sorted(p.parent.parent for p in path.glob("**/.hydra/config.yaml") if (p.parent.parent / FILE).is_file())
+    if not jobs:
+        raise ConfigError(f"ckpt_path: no {FILE} in {path} or in any job directory under it")
+    diffs = {job: differences(_job_config(job), config, TRAINING_KEYS) for job in jobs}
+    best = min(jobs, key=lambda job: len(diffs[job]))
+    if diffs[best]:
+        raise ConfigError(f"ckpt_path: none of the {len(jobs)} jobs under {path} was trained with this job's "
+                          f"configuration; the closest, {best}, differs in {'; '.join(diffs[best][:3])}")
+    return best / FILE
+
+
+def check_fits(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """A ConfigError unless the checkpoint was trained with this job's dataset, SDE and model."""
+    diffs = differences(state["config"], config, MODEL_KEYS)
+    if diffs:
+        raise ConfigError(f"ckpt_path: {path} does not fit this job's dataset, sde and model: {'; '.join(diffs[:3])}"
+                          f"{f' (and {len(diffs) - 3} more)' if len(diffs) > 3 else ''}")
