@@ -27,40 +27,76 @@ class DSM:
     minimiser.
 
     t_sampling="uniform" draws t ~ U[eps, T] and weights each term by w(t) / Z. t_sampling="importance" draws
-    t with density w(t) / (Z (T - eps)) and weights every term by 1: the same loss and gradient in expectation,
-    without the heavy-tailed weights of e.g. lambda = 1 near t = eps. Its inverse CDF is tabulated once at
-    `quantiles` equally spaced levels and interpolated linearly.
+    t from p_w(t) = w(t) / (Z (T - eps)), the same loss and gradient in expectation without the heavy-tailed
+    weights of e.g. lambda = 1 near t = eps. With `coverage` c > 0 it draws from the mixture
+    r = (1 - c) p_w + c p_sigma, p_sigma uniform in the log noise level log(s / m), and weights each term by
+    p_w(t) / r(t) <= 1 / (1 - c): still the same loss, but every noise level gets a share c of the batch (p_w alone
+    can leave whole decades of t almost untrained, e.g. small t for OU with inv_var, large t for uniform).
+    The inverse CDF of r and the weights are tabulated once at `quantiles` equally spaced levels and interpolated.
+
+    `stable_target` n > 0 replaces the drawn noise z in the target by its posterior mean over n reference points
+    of the batch (see `_stable_noise`): the same minimiser as n grows, far less variance at large t, where one
+    x_t is explained by many x_0; it costs one (batch x n) matrix product per step.
     """
 
-    def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", grid_points: int = 10_001,
-                 quantiles: int = 4097):
+    def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
+                 stable_target: int = 0, grid_points: int = 10_001, quantiles: int = 4097):
         if t_sampling not in T_SAMPLING:
             raise ConfigError(f"loss.t_sampling: '{t_sampling}' is not one of {list(T_SAMPLING)}")
+        if not 0 <= coverage < 1:
+            raise ConfigError(f"loss.coverage: must be in [0, 1), got {coverage}")
         self.sde, self.weighting, self.importance = sde, weighting, t_sampling == "importance"
+        if stable_target < 0:
+            raise ConfigError(f"loss.stable_target: must be >= 0 (0 = off), got {stable_target}")
+        self.stable_target = int(stable_target)
         grid = torch.logspace(math.log10(sde.eps), math.log10(sde.T), grid_points, dtype=torch.float64)
         w = weighting(sde, grid) / sde.marginal(grid)[1] ** 2
-        cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum((w[1:] + w[:-1]) / 2 * grid.diff(), 0)])
-        self.normaliser = float(cdf[-1]) / (sde.T - sde.eps)
-        levels = torch.linspace(0, 1, quantiles, dtype=torch.float64)
-        inverse_cdf = np.interp(levels.numpy(), (cdf / cdf[-1]).numpy(), grid.numpy())
-        self._inverse_cdf = torch.as_tensor(inverse_cdf, dtype=torch.float32)
+        cdf_w = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum((w[1:] + w[:-1]) / 2 * grid.diff(), 0)])
+        self.normaliser = float(cdf_w[-1]) / (sde.T - sde.eps)
+        cdf_w = cdf_w / cdf_w[-1]
+        log_sigma = sde.noise_level(grid).log()
+        cdf = (1 - coverage) * cdf_w + coverage * (log_sigma - log_sigma[0]) / (log_sigma[-1] - log_sigma[0])
+        inverse_cdf = np.interp(np.linspace(0, 1, quantiles), cdf.numpy(), grid.numpy())
+        # p_w / r on each grid cell is the ratio of the two CDFs' increments there.
+        steps = cdf.diff()
+        ratio = torch.where(steps > 0, cdf_w.diff() / steps.clamp(min=1e-300), 1.0).numpy()
+        cell = np.clip(np.searchsorted(grid.numpy(), inverse_cdf) - 1, 0, len(ratio) - 1)
+        self._table = torch.as_tensor(np.stack([inverse_cdf, ratio[cell]]), dtype=torch.float32)
 
-    def sample_t(self, b: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    def sample_t(self, b: int, generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(t, the weight p_w(t) / r(t) of each draw); under uniform t-sampling the weight is w(t) / Z."""
         u = torch.rand(b, generator=generator, device=device)
         if not self.importance:
-            return self.sde.eps + (self.sde.T - self.sde.eps) * u
-        if self._inverse_cdf.device != device:
-            self._inverse_cdf = self._inverse_cdf.to(device)
-        pos = u * (len(self._inverse_cdf) - 1)
-        i = pos.long().clamp_(max=len(self._inverse_cdf) - 2)
-        return torch.lerp(self._inverse_cdf[i], self._inverse_cdf[i + 1], pos - i)
+            t = self.sde.eps + (self.sde.T - self.sde.eps) * u
+            return t, self.weighting(self.sde, t) / self.sde.marginal(t)[1] ** 2 / self.normaliser
+        if self._table.device != device:
+            self._table = self._table.to(device)
+        pos = u * (self._table.shape[1] - 1)
+        i = pos.long().clamp_(max=self._table.shape[1] - 2)
+        t, weight = torch.lerp(self._table[:, i], self._table[:, i + 1], pos - i)
+        return t, weight
 
     def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        t = self.sample_t(x0.shape[0], generator, x0.device)
+        t, weight = self.sample_t(x0.shape[0], generator, x0.device)
         z = torch.randn(x0.shape, generator=generator, device=x0.device)
         m, s = (append_dims(c, x0.ndim) for c in self.sde.marginal(t))
-        err = (s * model.score(m * x0 + s * z, t) + z).pow(2).flatten(1).sum(1)
-        if self.importance:
-            return err.mean()
-        w = self.weighting(self.sde, t) / s.flatten() ** 2
-        return (w * err).mean() / self.normaliser
+        xt = m * x0 + s * z
+        if self.stable_target:
+            z = self._stable_noise(xt, x0, m, s, self.stable_target)
+        err = (s * model.score(xt, t) + z).pow(2).flatten(1).sum(1)
+        return (weight * err).mean()
+
+    @staticmethod
+    def _stable_noise(xt: Tensor, x0: Tensor, m: Tensor, s: Tensor, reference: int) -> Tensor:
+        """Stable target field (Xu et al. 2023): the noise target (x_t - m E[x_0 | x_t]) / s with the posterior
+        p(x0_j | x_t,i) ~ N(x_t,i; m_i x0_j, s_i^2 I) over a reference set, the first `reference` x_0s of the batch
+        plus the point's own x_0, instead of the one x_0 drawn."""
+        xf, af, mf, sf = xt.flatten(1), x0.flatten(1), m.flatten(1), s.flatten(1)
+        ref = af[:reference]
+        # -|x_i - m_i a_j|^2 / (2 s_i^2) up to terms constant in j, from one matrix product.
+        logits = (mf * (xf @ ref.T) - 0.5 * mf**2 * ref.pow(2).sum(1)) / sf**2
+        own = (mf * (xf * af).sum(1, keepdim=True) - 0.5 * mf**2 * af.pow(2).sum(1, keepdim=True)) / sf**2
+        own[:reference] = -torch.inf  # already in the reference set
+        post = torch.softmax(torch.cat([logits, own], dim=1), dim=1)
+        posterior_mean = post[:, :-1] @ ref + post[:, -1:] * af
+        return ((xf - mf * posterior_mean) / sf).reshape(xt.shape)

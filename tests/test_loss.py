@@ -18,7 +18,7 @@ def test_importance_sampled_t_has_density_proportional_to_the_weight(weighting, 
     """E[f(t)] under the sampler equals int w f / int w (w = lambda / s^2) for f = log t and f = t, by quadrature."""
     cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
     sde, lam = instantiate(cfg.sde), instantiate(cfg.weighting)
-    t = DSM(sde, lam, t_sampling="importance").sample_t(1_000_000, torch.Generator().manual_seed(0), "cpu").double()
+    t = DSM(sde, lam, t_sampling="importance").sample_t(1_000_000, torch.Generator().manual_seed(0), "cpu")[0].double()
     grid = torch.logspace(np.log10(sde.eps), np.log10(sde.T), 200_001, dtype=torch.float64)
     w = lam(sde, grid) / sde.marginal(grid)[1] ** 2
     for f in (torch.log, lambda x: x):
@@ -35,10 +35,28 @@ def test_importance_and_uniform_t_sampling_agree(weighting, sde_name):
     dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.weighting)
     model = Oracle(sde, dataset)
     x0 = torch.as_tensor(dataset.sample(400_000, np.random.default_rng(0)))
+    estimators = {"uniform": DSM(sde, lam, t_sampling="uniform"), "importance": DSM(sde, lam, t_sampling="importance"),
+                  "coverage": DSM(sde, lam, t_sampling="importance", coverage=0.5)}
     with torch.no_grad():
-        values = {mode: float(DSM(sde, lam, t_sampling=mode)(model, x0, torch.Generator().manual_seed(1)))
-                  for mode in ("uniform", "importance")}
+        values = {name: float(loss(model, x0, torch.Generator().manual_seed(1))) for name, loss in estimators.items()}
     assert values["uniform"] == pytest.approx(values["importance"], rel=0.05)
+    assert values["coverage"] == pytest.approx(values["importance"], rel=0.05)
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "inv_var"])
+@pytest.mark.parametrize("sde_name", ["ddpm", "ou"])
+def test_coverage_trains_every_noise_level_with_bounded_weights(weighting, sde_name):
+    """With coverage c, at least a share c of the draws is spread evenly over log sigma, and no weight exceeds
+    1 / (1 - c); the weights' mean is 1 (they are the density ratio p_w / r)."""
+    cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
+    sde, lam = instantiate(cfg.sde), instantiate(cfg.weighting)
+    t, weight = DSM(sde, lam, t_sampling="importance", coverage=0.5).sample_t(200_000, torch.Generator().manual_seed(0),
+                                                                             "cpu")
+    assert float(weight.max()) <= 2.0 + 1e-4 and float(weight.mean()) == pytest.approx(1.0, abs=0.01)
+    log_sigma = sde.noise_level(t.double()).log()
+    lo, hi = (float(v) for v in sde.noise_level(torch.tensor([sde.eps, sde.T], dtype=torch.float64)).log())
+    counts = np.histogram(log_sigma.numpy(), bins=10, range=(lo, hi))[0] / len(t)
+    assert counts.min() >= 0.5 / 10 * 0.95  # every tenth of the log-sigma range gets at least c / 10 of the draws
 
 
 def test_exact_score_beats_an_untrained_network():
@@ -50,3 +68,19 @@ def test_exact_score_beats_an_untrained_network():
         oracle = float(loss(Oracle(sde, dataset), x0, torch.Generator().manual_seed(0)))
         untrained = float(loss(MLP(sde, dataset), x0, torch.Generator().manual_seed(0)))
     assert oracle < 0.8 * untrained
+
+
+@pytest.mark.parametrize("sde_name", ["ddpm", "ou"])
+def test_stable_target_tends_to_the_posterior_mean_noise(sde_name):
+    """The stable target is E[z | x_t] over the reference set: with the exact score, the loss falls toward 0 as the
+    reference grows to the whole batch, while plain DSM keeps the variance of z around E[z | x_t]."""
+    cfg = compose_config([f"sde={sde_name}"])
+    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.weighting)
+    model = Oracle(sde, dataset)
+    x0 = torch.as_tensor(dataset.sample(8192, np.random.default_rng(0)))
+    with torch.no_grad():
+        losses = [float(DSM(sde, lam, t_sampling="importance", stable_target=n)(model, x0,
+                                                                              torch.Generator().manual_seed(1)))
+                  for n in (0, 64, 1024, 8192)]
+    assert losses == sorted(losses, reverse=True)
+    assert losses[-1] < 0.02 * losses[0]
