@@ -106,7 +106,7 @@ def test_log_and_karras_grids_space_the_noise_level():
 
 
 def test_snapshots_callback_keeps_evenly_spaced_states():
-    parts = build(compose_config(["model=oracle", "sampler.steps=50"]))
+    parts = build(compose_config(["model=oracle", "sampler=euler_maruyama", "sampler.steps=50"]))  # a uniform grid
     snapshots = Snapshots(6)
     parts.sampler.sample(parts.model.score, parts.sde, (100, 2), torch.Generator(), callback=snapshots)
     times = [t for t, _ in snapshots.states]
