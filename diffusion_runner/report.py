@@ -89,9 +89,11 @@ class Row:
 
     def paired_excess(self, metric: str) -> tuple[float, float, int] | None:
         """(mean, std, n) over the seeds both rows finished of metric - oracle's metric; None without an oracle."""
-        if self.oracle is None:
-            return None
-        mine, theirs = self.by_seed(metric), self.oracle.by_seed(metric)
+        return None if self.oracle is None else self.excess_over(self.oracle, metric)
+
+    def excess_over(self, other: Row, metric: str) -> tuple[float, float, int] | None:
+        """(mean, std, n) of metric - other's metric over the seeds both rows finished; None if there are none."""
+        mine, theirs = self.by_seed(metric), other.by_seed(metric)
         diffs = np.array([mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys())])
         if not len(diffs):
             return None

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-KEYS = ("kl_kde", "kl_kde_floor", "chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds")
+KEYS = ("kl_kde", "kl_kde_floor", "chamfer", "emd", "nll", "kl_ode", "nfe", "train_seconds", "sample_seconds",
+        "eval_seconds")
 
 
 def job(out: Path, *overrides: str) -> tuple[dict, float]:

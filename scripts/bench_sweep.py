@@ -1,5 +1,5 @@
 """The writeup-table sweep end to end: wall time of the whole multirun, the time each stage took, and every
-learned configuration's kl_kde against its SDE's oracle row.
+learned configuration's kl_kde against its SDE's oracle row, and its kl_ode.
 
     python scripts/bench_sweep.py [SWEEP_DIR] [-- extra overrides ...]
 
@@ -39,10 +39,13 @@ def main():
         values = np.array([j.metrics.get(stage, np.nan) for j in jobs], dtype=float)
         print(f"  {stage:15s} total {np.nansum(values):7.0f} s   per job mean {np.nanmean(values):6.1f} s   "
               f"max {np.nanmax(values):6.1f} s")
-    print(f"{'configuration':22s}{'ok':>4s}{'kl_kde mean':>13s}{'std':>9s}{'/ oracle':>10s}")
+    print(f"{'configuration':22s}{'ok':>4s}{'kl_kde mean':>13s}{'std':>9s}{'/ oracle':>10s}"
+          f"{'kl_ode mean':>13s}{'std':>9s}")
     for row in summarise(jobs):
         mean, std, _ = row.stats.get("kl_kde", (np.nan, np.nan, 0))
-        print(f"{row.key:22s}{row.count('ok'):4d}{mean:13.4f}{std:9.4f}{row.ratio('kl_kde'):10.3f}")
+        ode_mean, ode_std, _ = row.stats.get("kl_ode", (np.nan, np.nan, 0))
+        print(f"{row.key:22s}{row.count('ok'):4d}{mean:13.4f}{std:9.4f}{row.ratio('kl_kde'):10.3f}"
+              f"{ode_mean:13.4f}{ode_std:9.4f}")
     print(f"report: {sweep / 'results.md'}")
 
 

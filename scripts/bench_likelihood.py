@@ -1,0 +1,74 @@
+"""Time the exact likelihood (probability-flow ODE, exact divergence) of 10,000 fresh gmm8 points under a trained
+model and under the oracle; the median over repeats, with Hutchinson's estimator alongside.
+
+    python scripts/bench_likelihood.py [RUN_DIR] [--points 10000] [--repeats 3]
+
+RUN_DIR is a finished job of `python -m diffusion_runner` (its checkpoint and config are used); without it the
+script runs the default job first, into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from diffusion_runner import checkpoints
+from diffusion_runner.build import build
+from diffusion_runner.likelihood import Likelihood
+from diffusion_runner.metrics import EvalContext
+from diffusion_runner.models import Oracle
+
+
+def timed(metric: Likelihood, ctx_of, repeats: int) -> tuple[float, dict]:
+    seconds, out = [], {}
+    for r in range(repeats):
+        ctx = ctx_of(r)
+        start = time.perf_counter()
+        out = metric(ctx)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, nargs="?")
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = args.run_dir
+        if run_dir is None:
+            run_dir = Path(tmp) / "job"
+            print("$ python -m diffusion_runner ~eval.metrics.likelihood", f"hydra.run.dir={run_dir}", flush=True)
+            subprocess.run([sys.executable, "-m", "diffusion_runner", "~eval.metrics.likelihood",
+                            f"hydra.run.dir={run_dir}"], check=True, stdout=subprocess.DEVNULL)
+        state = checkpoints.load(run_dir / checkpoints.FILE)
+        cfg = OmegaConf.create(state["config"])
+        parts = build(cfg)
+        parts.model.load_state_dict(state["model"])
+        parts.model.eval().requires_grad_(False)
+        models = {"learned": parts.model.score, "oracle": Oracle(parts.sde, parts.dataset).score}
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.points} points; model from "
+              f"{run_dir}; median of {args.repeats}")
+        print(f"{'model':8s} {'divergence':11s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} {'kl_ode':>8s} {'± se':>7s}")
+        for name, score_fn in models.items():
+            for divergence in ("exact", "hutchinson"):
+                metric = Likelihood(n_points=args.points, divergence=divergence)
+                seconds, out = timed(metric, lambda r, f=score_fn: EvalContext(
+                    np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), f, parts.sde, "cpu"),
+                    args.repeats)
+                print(f"{name:8s} {divergence:11s} {seconds:8.1f} {out['nll_nfe']:5.0f} {out['nll']:8.4f} "
+                      f"{out['kl_ode']:8.4f} {out['kl_ode_se']:7.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
