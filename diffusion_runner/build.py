@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.losses import Loss
 from diffusion_runner.metrics import Metric
 from diffusion_runner.models.base import ScoreModel
 from diffusion_runner.samplers import Sampler
@@ -51,5 +52,6 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     return Parts(dataset, sde, model, instantiate(cfg.sampler), build_metrics(cfg.eval, dataset))
 
 
-def build_loss(cfg: DictConfig, sde: SDE):
+def build_loss(cfg: DictConfig, sde: SDE) -> Loss:
+    """The training objective of the job (training only: a job restored from a checkpoint never builds it)."""
     return instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))

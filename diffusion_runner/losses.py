@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -16,7 +17,16 @@ from diffusion_runner.weighting import Weighting
 T_SAMPLING = ("uniform", "importance")
 
 
-class DSM:
+class Loss(ABC):
+    """A training objective, what the training loop depends on: loss(model, x0, generator) is the scalar to
+    minimise on the batch x0 (shape (batch, ...)), drawing its randomness from `generator`."""
+
+    @abstractmethod
+    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The objective on one batch, a 0-dim tensor with a gradient."""
+
+
+class DSM(Loss):
     """Denoising score matching with x_t = m(t) x_0 + s(t) z, z ~ N(0, I):
 
         L = E_{t ~ U[eps, T]}[ w(t) || s(t) s_theta(x_t, t) + z ||^2 ] / Z,   w = lambda / s^2,   Z = E_t[w],

@@ -94,9 +94,11 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
                            device=device)
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
-    result = train(model, build_loss(cfg, parts.sde), data, instantiate(cfg.train.optimizer), cfg.train.steps,
-                   cfg.train.batch_size, instantiate(cfg.train.scheduler), cfg.train.grad_clip, cfg.train.ema_decay,
-                   cfg.train.log_every, torch_generator(cfg.seed, TRAIN_STREAM, device),
+    result = train(model, build_loss(cfg, parts.sde), data, optimizer=instantiate(cfg.train.optimizer),
+                   steps=cfg.train.steps, batch_size=cfg.train.batch_size,
+                   scheduler=instantiate(cfg.train.scheduler), grad_clip=cfg.train.grad_clip,
+                   ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
+                   generator=torch_generator(cfg.seed, TRAIN_STREAM, device),
                    on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
                                                                    step=step))
     state.update(model=result.model.state_dict(), optimizer=result.optimizer.state_dict(), step=cfg.train.steps)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.losses import DSM
+from diffusion_runner.losses import Loss
 from diffusion_runner.models.base import ScoreModel
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,12 @@ class TrainResult:
         return len(self.losses) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def train(model: ScoreModel, loss_fn: DSM, data: torch.Tensor, make_optimizer: Callable, steps: int,
-          batch_size: int, make_scheduler: Callable | None = None, grad_clip: float | None = None,
-          ema_decay: float | None = None,
+def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, optimizer: Callable, steps: int, batch_size: int,
+          scheduler: Callable | None = None, grad_clip: float | None = None, ema_decay: float | None = None,
           log_every: int = 1000, generator: torch.Generator | None = None,
           on_progress: Callable[[int, float, float], None] | None = None) -> TrainResult:
-    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data`;
-    make_optimizer(params) and make_scheduler(optimizer) (stepped once per step) build the optimiser.
+    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data`; the partials
+    optimizer(params) and scheduler(optimizer) (stepped once per step) build the optimiser and its schedule.
 
     on_progress(step, mean loss since the last report, steps/s) is called every `log_every` steps.
     """
@@ -75,8 +74,8 @@ def train(model: ScoreModel, loss_fn: DSM, data: torch.Tensor, make_optimizer: C
     if len(data) < 1:
         raise ConfigError("train.n_data: the training set is empty")
     try:
-        optimizer = make_optimizer(model.parameters())
-        scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
+        optimizer = optimizer(model.parameters())
+        scheduler = scheduler(optimizer) if scheduler is not None else None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"train.optimizer / train.scheduler: {e}") from e
     ema = EMA(model, ema_decay) if ema_decay else None

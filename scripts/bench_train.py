@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import diffusion_runner.config  # noqa: F401  (registers the schema)
+from diffusion_runner.build import build_loss
 from diffusion_runner.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -48,10 +49,10 @@ def bare_loop(model, sde, data, make_optimizer, steps, batch_size):
 
 
 def runner_loop(cfg, model, sde, data, steps):
-    loss_fn = instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
     scheduler = instantiate(cfg.train.scheduler, T_max=steps) if cfg.train.scheduler else None
-    fit = train(model, loss_fn, data, instantiate(cfg.train.optimizer), steps, cfg.train.batch_size, scheduler,
-                cfg.train.grad_clip, cfg.train.ema_decay, log_every=max(1, steps // 10),
+    fit = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
+                batch_size=cfg.train.batch_size, scheduler=scheduler, grad_clip=cfg.train.grad_clip,
+                ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
                 generator=torch.Generator().manual_seed(0))
     return fit.steps_per_second
 

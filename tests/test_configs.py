@@ -7,8 +7,11 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from diffusion_runner.build import build_loss
 from diffusion_runner.data import Dataset
+from diffusion_runner.losses import Loss
 from diffusion_runner.models.base import ScoreModel
+from diffusion_runner.samplers import Sampler
 from diffusion_runner.sdes import SDE
 from tests.conftest import GROUPS, compose_config, options
 
@@ -21,8 +24,7 @@ def test_every_group_has_options():
 def build(cfg, tmp_path):
     dataset = instantiate(cfg.dataset)
     sde = instantiate(cfg.sde)
-    weighting = instantiate(cfg.weighting)
-    loss = instantiate(cfg.loss, sde=sde, weighting=weighting)
+    loss = build_loss(cfg, sde)
     model = instantiate(cfg.model, sde=sde, dataset=dataset)
     sampler = instantiate(cfg.sampler)
     logger = instantiate(cfg.logger, _partial_=True)(run_config={}, out_dir=tmp_path)
@@ -37,7 +39,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     cfg = compose_config(overrides)
     dataset, sde, loss, model, sampler, logger = build(cfg, tmp_path)
     assert isinstance(dataset, Dataset) and isinstance(sde, SDE) and isinstance(model, ScoreModel)
-    assert callable(loss) and hasattr(sampler, "sample")
+    assert isinstance(loss, Loss) and isinstance(sampler, Sampler)
     logger.finish()
 
 
