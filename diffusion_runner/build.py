@@ -54,4 +54,4 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
 
 def build_loss(cfg: DictConfig, sde: SDE) -> Loss:
     """The training objective of the job (training only: a job restored from a checkpoint never builds it)."""
-    return instantiate(cfg.loss, sde=sde, weighting=instantiate(cfg.weighting))
+    return instantiate(cfg.loss, sde=sde)  # its parts (the weighting at loss.weighting) are instantiated with it

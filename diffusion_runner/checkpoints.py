@@ -22,7 +22,7 @@ from diffusion_runner.errors import ConfigError
 
 FILE = "checkpoint.pt"
 MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
-TRAINING_KEYS = (*MODEL_KEYS, "loss", "weighting", "train", "seed")  # what training produced them from
+TRAINING_KEYS = (*MODEL_KEYS, "loss", "train", "seed")  # what training produced them from
 IGNORED = {"train.log_every"}  # changes the log, not the weights
 
 

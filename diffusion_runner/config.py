@@ -2,7 +2,8 @@
 
 conf/config.yaml holds the values; this schema only types them, so an override such as
 `train.steps=abc` or `train.stepz=5` fails at once with the key named. The ingredient groups
-(dataset, sde, loss, weighting, model, sampler, logger) are `_target_` nodes checked by instantiate.
+(dataset, sde, loss, model, sampler, logger) are `_target_` nodes checked by instantiate; the `weighting` group
+fills loss.weighting.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class RunConfig:
     dataset: Any = MISSING
     sde: Any = MISSING
     loss: Any = MISSING
-    weighting: Any = MISSING
     model: Any = MISSING
     sampler: Any = MISSING
     logger: Any = MISSING

@@ -17,7 +17,7 @@ from tests.conftest import compose_config
 def test_importance_sampled_t_has_density_proportional_to_the_weight(weighting, sde_name):
     """E[f(t)] under the sampler equals int w f / int w (w = lambda / s^2) for f = log t and f = t, by quadrature."""
     cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
-    sde, lam = instantiate(cfg.sde), instantiate(cfg.weighting)
+    sde, lam = instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     t = DSM(sde, lam, t_sampling="importance").sample_t(1_000_000, torch.Generator().manual_seed(0), "cpu")[0].double()
     grid = torch.logspace(np.log10(sde.eps), np.log10(sde.T), 200_001, dtype=torch.float64)
     w = lam(sde, grid) / sde.marginal(grid)[1] ** 2
@@ -32,7 +32,7 @@ def test_importance_sampled_t_has_density_proportional_to_the_weight(weighting, 
 def test_importance_and_uniform_t_sampling_agree(weighting, sde_name):
     """Both estimators of the loss of the exact score, whose error ||s score + z||^2 varies strongly with t."""
     cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
-    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.weighting)
+    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     model = Oracle(sde, dataset)
     x0 = torch.as_tensor(dataset.sample(400_000, np.random.default_rng(0)))
     estimators = {"uniform": DSM(sde, lam, t_sampling="uniform"), "importance": DSM(sde, lam, t_sampling="importance"),
@@ -49,7 +49,7 @@ def test_coverage_trains_every_noise_level_with_bounded_weights(weighting, sde_n
     """With coverage c, at least a share c of the draws is spread evenly over log sigma, and no weight exceeds
     1 / (1 - c); the weights' mean is 1 (they are the density ratio p_w / r)."""
     cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
-    sde, lam = instantiate(cfg.sde), instantiate(cfg.weighting)
+    sde, lam = instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     t, weight = DSM(sde, lam, t_sampling="importance", coverage=0.5).sample_t(200_000, torch.Generator().manual_seed(0),
                                                                              "cpu")
     assert float(weight.max()) <= 2.0 + 1e-4 and float(weight.mean()) == pytest.approx(1.0, abs=0.01)
@@ -61,7 +61,7 @@ def test_coverage_trains_every_noise_level_with_bounded_weights(weighting, sde_n
 
 def test_exact_score_beats_an_untrained_network():
     cfg = compose_config()
-    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.weighting)
+    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     loss = DSM(sde, lam)
     x0 = torch.as_tensor(dataset.sample(50_000, np.random.default_rng(0)))
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_stable_target_tends_to_the_posterior_mean_noise(sde_name):
     """The stable target is E[z | x_t] over the reference set: with the exact score, the loss falls toward 0 as the
     reference grows to the whole batch, while plain DSM keeps the variance of z around E[z | x_t]."""
     cfg = compose_config([f"sde={sde_name}"])
-    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.weighting)
+    dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     model = Oracle(sde, dataset)
     x0 = torch.as_tensor(dataset.sample(8192, np.random.default_rng(0)))
     with torch.no_grad():

@@ -82,7 +82,7 @@ def test_writeup_experiment_sweeps_the_table():
         assert get_class(cfg.sde._target_).__name__ == sde
         assert get_class(cfg.model._target_).__name__ == model
         if weighting:
-            assert get_class(cfg.weighting._target_).__name__ == weighting
+            assert get_class(cfg.loss.weighting._target_).__name__ == weighting
         samplers.add((str(cfg.sampler), str(cfg.eval)))
     assert len(samplers) == 1  # one sampler and evaluation for every row
 
