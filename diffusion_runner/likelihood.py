@@ -12,29 +12,13 @@ import math
 import torch
 from torch import Tensor
 
+from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.metrics import EvalContext, Metric, Output
 from diffusion_runner.ode import check_solver, integrate
 from diffusion_runner.sdes import SDE, ScoreFn
 
 DIVERGENCES = ("exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
-
-
-def divergence_exact(v: Tensor, x: Tensor) -> Tensor:
-    """div_x v = sum_i dv_i / dx_i by one backward pass per coordinate (v computed from x with autograd on)."""
-    flat = v.flatten(1)
-    total = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
-    for i in range(flat.shape[1]):
-        (grad,) = torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)
-        total = total + grad.flatten(1)[:, i]
-    return total
-
-
-def divergence_hutchinson(v: Tensor, x: Tensor, probe: Tensor) -> Tensor:
-    """Hutchinson's unbiased estimate E_e[e^T (dv/dx) e] with E[e e^T] = I: one backward pass."""
-    (grad,) = torch.autograd.grad((v * probe).sum(), x)
-    return (grad * probe).flatten(1).sum(1)
 
 
 def log_likelihood(score_fn: ScoreFn, sde: SDE, x: Tensor, *, divergence: str = "exact", probe: str = "rademacher",
@@ -43,11 +27,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, x: Tensor, *, divergence: str = 
     """(log p_theta(x) in nats per point, float64 of shape (batch,); score evaluations). `hutchinson` draws one
     probe per point, fixed over the whole solve, so its estimate is unbiased."""
     n = x.shape[0]
-    probe_vec = None
-    if divergence == "hutchinson":
-        probe_vec = torch.randn(x.shape, generator=generator, device=x.device)
-        if probe == "rademacher":
-            probe_vec = probe_vec.sign()
+    probe_vec = probe_like(x, probe, generator) if divergence == "hutchinson" else None
     nfe = 0
 
     def rhs(t: float, y: Tensor) -> Tensor:
@@ -57,7 +37,7 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, x: Tensor, *, divergence: str = 
             xt = y[:, :-1].reshape(x.shape).to(torch.float32).requires_grad_(True)
             tt = torch.full((n,), t, device=x.device)
             v = sde.probability_flow_drift(xt, tt, score_fn(xt, tt))
-            div = divergence_exact(v, xt) if probe_vec is None else divergence_hutchinson(v, xt, probe_vec)
+            div = exact(v, xt) if probe_vec is None else hutchinson(v, xt, probe_vec)
         return torch.cat([v.detach().flatten(1), div.detach()[:, None]], dim=1).double()
 
     y0 = torch.cat([x.flatten(1).double(), torch.zeros(n, 1, dtype=torch.float64, device=x.device)], dim=1)

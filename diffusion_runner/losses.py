@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.models.base import ScoreModel
 from diffusion_runner.sdes import SDE, append_dims
@@ -26,15 +27,15 @@ class Loss(ABC):
         """The objective on one batch, a 0-dim tensor with a gradient."""
 
 
-class DSM(Loss):
-    """Denoising score matching with x_t = m(t) x_0 + s(t) z, z ~ N(0, I):
+class TimeWeighted(Loss):
+    """A score-matching loss averaged over t with a weighting lambda(t), in the units of the noise-prediction error:
 
-        L = E_{t ~ U[eps, T]}[ w(t) || s(t) s_theta(x_t, t) + z ||^2 ] / Z,   w = lambda / s^2,   Z = E_t[w],
+        L = E_{t ~ U[eps, T]}[ w(t) l(x_0, t) ] / Z,   w = lambda / s^2,   Z = E_t[w],
 
-    i.e. E[lambda(t) || s_theta + z / s(t) ||^2] / Z, the squared norm summed over data dimensions. Z (by the
-    trapezoid rule on a geometric grid of t, fine near eps where w can grow like 1/t) puts every weighting in
-    the units of the noise-prediction error, so losses and learning rates compare; it does not change the
-    minimiser.
+    where l is the subclass's per-point term in score units times s(t)^2 (for DSM, || s(t) s_theta(x_t, t) + z ||^2,
+    the squared norm summed over data dimensions). Z (by the trapezoid rule on a geometric grid of t, fine near eps
+    where w can grow like 1/t) puts every weighting in the same units, so losses and learning rates compare; it
+    does not change the minimiser.
 
     t_sampling="uniform" draws t ~ U[eps, T] and weights each term by w(t) / Z. t_sampling="importance" draws
     t from p_w(t) = w(t) / (Z (T - eps)), the same loss and gradient in expectation without the heavy-tailed
@@ -43,22 +44,15 @@ class DSM(Loss):
     p_w(t) / r(t) <= 1 / (1 - c): still the same loss, but every noise level gets a share c of the batch (p_w alone
     can leave whole decades of t almost untrained, e.g. small t for OU with inv_var, large t for uniform).
     The inverse CDF of r and the weights are tabulated once at `quantiles` equally spaced levels and interpolated.
-
-    `stable_target` n > 0 replaces the drawn noise z in the target by its posterior mean over n reference points
-    of the batch (see `_stable_noise`): the same minimiser as n grows, far less variance at large t, where one
-    x_t is explained by many x_0; it costs one (batch x n) matrix product per step.
     """
 
     def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
-                 stable_target: int = 0, grid_points: int = 10_001, quantiles: int = 4097):
+                 grid_points: int = 10_001, quantiles: int = 4097):
         if t_sampling not in T_SAMPLING:
             raise ConfigError(f"loss.t_sampling: '{t_sampling}' is not one of {list(T_SAMPLING)}")
         if not 0 <= coverage < 1:
             raise ConfigError(f"loss.coverage: must be in [0, 1), got {coverage}")
         self.sde, self.weighting, self.importance = sde, weighting, t_sampling == "importance"
-        if stable_target < 0:
-            raise ConfigError(f"loss.stable_target: must be >= 0 (0 = off), got {stable_target}")
-        self.stable_target = int(stable_target)
         grid = torch.logspace(math.log10(sde.eps), math.log10(sde.T), grid_points, dtype=torch.float64)
         w = weighting(sde, grid) / sde.marginal(grid)[1] ** 2
         cdf_w = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum((w[1:] + w[:-1]) / 2 * grid.diff(), 0)])
@@ -90,11 +84,34 @@ class DSM(Loss):
         t, weight = self.sample_t(x0.shape[0], generator, x0.device)
         z = torch.randn(x0.shape, generator=generator, device=x0.device)
         m, s = (append_dims(c, x0.ndim) for c in self.sde.marginal(t))
-        xt = m * x0 + s * z
+        return (weight * self.term(model, x0, m * x0 + s * z, z, t, m, s, generator)).mean()
+
+    @abstractmethod
+    def term(self, model: ScoreModel, x0: Tensor, xt: Tensor, z: Tensor, t: Tensor, m: Tensor, s: Tensor,
+             generator: torch.Generator | None) -> Tensor:
+        """l(x_0, t) per point, shape (batch,), for x_t = m x_0 + s z."""
+
+
+class DSM(TimeWeighted):
+    """Denoising score matching: l = || s(t) s_theta(x_t, t) + z ||^2, i.e. E[lambda(t) || s_theta + z / s(t) ||^2] / Z
+    (see TimeWeighted for t-sampling, `coverage` and the units).
+
+    `stable_target` n > 0 replaces the drawn noise z in the target by its posterior mean over n reference points
+    of the batch (see `_stable_noise`): the same minimiser as n grows, far less variance at large t, where one
+    x_t is explained by many x_0; it costs one (batch x n) matrix product per step.
+    """
+
+    def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
+                 stable_target: int = 0, **table):
+        super().__init__(sde, weighting, t_sampling, coverage, **table)
+        if stable_target < 0:
+            raise ConfigError(f"loss.stable_target: must be >= 0 (0 = off), got {stable_target}")
+        self.stable_target = int(stable_target)
+
+    def term(self, model, x0, xt, z, t, m, s, generator):
         if self.stable_target:
             z = self._stable_noise(xt, x0, m, s, self.stable_target)
-        err = (s * model.score(xt, t) + z).pow(2).flatten(1).sum(1)
-        return (weight * err).mean()
+        return (s * model.score(xt, t) + z).pow(2).flatten(1).sum(1)
 
     @staticmethod
     def _stable_noise(xt: Tensor, x0: Tensor, m: Tensor, s: Tensor, reference: int) -> Tensor:
@@ -110,3 +127,50 @@ class DSM(Loss):
         post = torch.softmax(torch.cat([logits, own], dim=1), dim=1)
         posterior_mean = post[:, :-1] @ ref + post[:, -1:] * af
         return ((xf - mf * posterior_mean) / sf).reshape(xt.shape)
+
+
+class ISM(TimeWeighted):
+    """Implicit score matching (Hyvarinen 2005) on the marginals p_t: l = s(t)^2 (|| s_theta ||^2 + 2 div s_theta) + D,
+    D the data dimension. By Stein's identity E_z[s_theta . z] = s E_z[div s_theta], so E[l] equals DSM's
+    expected term at every t: the same loss, with no noise target. `divergence`: `exact` (one backward pass per
+    coordinate, low dimension) or `hutchinson` (one pass with a `probe` vector per point, unbiased)."""
+
+    def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
+                 divergence: str = "exact", probe: str = "rademacher", **table):
+        super().__init__(sde, weighting, t_sampling, coverage, **table)
+        if divergence not in ("exact", "hutchinson"):
+            raise ConfigError(f"loss.divergence: '{divergence}' is not one of ['exact', 'hutchinson']")
+        if probe not in PROBES:
+            raise ConfigError(f"loss.probe: '{probe}' is not one of {list(PROBES)}")
+        self.divergence, self.probe = divergence, probe
+
+    def term(self, model, x0, xt, z, t, m, s, generator):
+        xt = xt.detach().requires_grad_(True)
+        score = model.score(xt, t)
+        if self.divergence == "exact":
+            div = exact(score, xt, create_graph=True)
+        else:
+            div = hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
+        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
+
+
+class SSM(TimeWeighted):
+    """Sliced score matching, variance-reduced (Song et al. 2019): ISM with div s_theta replaced by the mean over
+    `projections` random directions v (E[v v^T] = I, `probe` gaussian or rademacher) of v^T (d s_theta / dx) v, and
+    || s_theta ||^2 kept exact: l = s(t)^2 (|| s_theta ||^2 + 2 mean_v v^T J v) + D, the same expectation as ISM."""
+
+    def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
+                 projections: int = 1, probe: str = "gaussian", **table):
+        super().__init__(sde, weighting, t_sampling, coverage, **table)
+        if not isinstance(projections, int) or projections < 1:
+            raise ConfigError(f"loss.projections: must be an integer >= 1, got {projections!r}")
+        if probe not in PROBES:
+            raise ConfigError(f"loss.probe: '{probe}' is not one of {list(PROBES)}")
+        self.projections, self.probe = projections, probe
+
+    def term(self, model, x0, xt, z, t, m, s, generator):
+        xt = xt.detach().requires_grad_(True)
+        score = model.score(xt, t)
+        div = sum(hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
+                  for _ in range(self.projections)) / self.projections
+        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
