@@ -129,48 +129,57 @@ class DSM(TimeWeighted):
         return ((xf - mf * posterior_mean) / sf).reshape(xt.shape)
 
 
-class ISM(TimeWeighted):
-    """Implicit score matching (Hyvarinen 2005) on the marginals p_t: l = s(t)^2 (|| s_theta ||^2 + 2 div s_theta) + D,
-    D the data dimension. By Stein's identity E_z[s_theta . z] = s E_z[div s_theta], so E[l] equals DSM's
-    expected term at every t: the same loss, with no noise target. `divergence`: `exact` (one backward pass per
-    coordinate, low dimension) or `hutchinson` (one pass with a `probe` vector per point, unbiased)."""
+def _check_probe(probe: str) -> str:
+    if probe not in PROBES:
+        raise ConfigError(f"loss.probe: '{probe}' is not one of {list(PROBES)}")
+    return probe
+
+
+class _DivergenceMatching(TimeWeighted):
+    """l = s(t)^2 (|| s_theta ||^2 + 2 div s_theta) + D at x_t, D the data dimension, with the subclass's estimate of
+    the divergence. By Stein's identity E_z[s_theta . z] = s E_z[div s_theta], so E[l] equals DSM's expected term
+    at every t, for any model: the same loss, with no noise target."""
+
+    def term(self, model, x0, xt, z, t, m, s, generator):
+        xt = xt.detach().requires_grad_(True)
+        score = model.score(xt, t)
+        div = self.divergence_of(score, xt, generator)
+        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
+
+    @abstractmethod
+    def divergence_of(self, score: Tensor, xt: Tensor, generator: torch.Generator | None) -> Tensor:
+        """div_x score per point, differentiable in the model's parameters."""
+
+
+class ISM(_DivergenceMatching):
+    """Implicit score matching (Hyvarinen 2005) on the marginals p_t. `divergence`: `exact` (one backward pass
+    per coordinate, low dimension) or `hutchinson` (one pass with a `probe` vector per point, unbiased)."""
 
     def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
                  divergence: str = "exact", probe: str = "rademacher", **table):
         super().__init__(sde, weighting, t_sampling, coverage, **table)
         if divergence not in ("exact", "hutchinson"):
             raise ConfigError(f"loss.divergence: '{divergence}' is not one of ['exact', 'hutchinson']")
-        if probe not in PROBES:
-            raise ConfigError(f"loss.probe: '{probe}' is not one of {list(PROBES)}")
-        self.divergence, self.probe = divergence, probe
+        self.divergence, self.probe = divergence, _check_probe(probe)
 
-    def term(self, model, x0, xt, z, t, m, s, generator):
-        xt = xt.detach().requires_grad_(True)
-        score = model.score(xt, t)
+    def divergence_of(self, score, xt, generator):
         if self.divergence == "exact":
-            div = exact(score, xt, create_graph=True)
-        else:
-            div = hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
-        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
+            return exact(score, xt, create_graph=True)
+        return hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
 
 
-class SSM(TimeWeighted):
-    """Sliced score matching, variance-reduced (Song et al. 2019): ISM with div s_theta replaced by the mean over
-    `projections` random directions v (E[v v^T] = I, `probe` gaussian or rademacher) of v^T (d s_theta / dx) v, and
-    || s_theta ||^2 kept exact: l = s(t)^2 (|| s_theta ||^2 + 2 mean_v v^T J v) + D, the same expectation as ISM."""
+class SSM(_DivergenceMatching):
+    """Sliced score matching, variance-reduced (Song et al. 2019): the divergence is the mean over `projections`
+    random directions v (E[v v^T] = I, `probe` gaussian or rademacher) of v^T (d s_theta / dx) v, while
+    || s_theta ||^2 stays exact; the same expectation as ISM."""
 
     def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
                  projections: int = 1, probe: str = "gaussian", **table):
         super().__init__(sde, weighting, t_sampling, coverage, **table)
         if not isinstance(projections, int) or projections < 1:
             raise ConfigError(f"loss.projections: must be an integer >= 1, got {projections!r}")
-        if probe not in PROBES:
-            raise ConfigError(f"loss.probe: '{probe}' is not one of {list(PROBES)}")
-        self.projections, self.probe = projections, probe
+        self.projections, self.probe = projections, _check_probe(probe)
 
-    def term(self, model, x0, xt, z, t, m, s, generator):
-        xt = xt.detach().requires_grad_(True)
-        score = model.score(xt, t)
-        div = sum(hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
-                  for _ in range(self.projections)) / self.projections
-        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
+    def divergence_of(self, score, xt, generator):
+        return sum(hutchinson(score, xt, probe_like(xt, self.probe, generator), create_graph=True)
+                   for _ in range(self.projections)) / self.projections
