@@ -26,14 +26,19 @@ _REFERENCE_SEED = 12345
 
 
 class Dataset(ABC):
-    """A distribution over R^dim that can be sampled."""
+    """A distribution over R^dim that can be sampled; one sample has `shape` (dim entries in all)."""
 
     dim: int
     has_density: bool = False
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (dim,) for points; a dataset of images would give (channels, height, width)."""
+        return (self.dim,)
+
     @abstractmethod
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n float32 samples, shape (n, dim)."""
+        """n float32 samples, shape (n, *shape)."""
 
     @cached_property
     def std(self) -> float:

@@ -130,7 +130,7 @@ def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.devic
     """The sample stage: eval.n_samples points saved to samples.npy, and the trajectory's snapshots."""
     start = time.perf_counter()
     snapshots = Snapshots(cfg.eval.snapshots)
-    result = parts.sampler.sample(model.score, parts.sde, (cfg.eval.n_samples, parts.dataset.dim),
+    result = parts.sampler.sample(model.score, parts.sde, (cfg.eval.n_samples, *parts.dataset.shape),
                                   torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
     samples = result.x.cpu().numpy().astype(np.float32)
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
@@ -75,3 +76,10 @@ def test_any_gaussian_mixture_by_override():
     assert OmegaConf.to_container(cfg.dataset)["weights"] == [1, 3]
     assert dataset.log_weights.exp().tolist() == pytest.approx([0.25, 0.75])
     assert dataset.stds[1].tolist() == [1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("option", options("dataset"))
+def test_every_dataset_gives_samples_of_its_shape(option):
+    dataset = instantiate(compose_config([f"dataset={option}"]).dataset)
+    x = dataset.sample(7, np.random.default_rng(0))
+    assert x.shape == (7, *dataset.shape) and int(np.prod(dataset.shape)) == dataset.dim
