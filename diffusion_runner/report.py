@@ -166,7 +166,8 @@ def summarise(jobs: list[Job]) -> list[Row]:
     return list(rows.values())
 
 
-def _cell(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
+def format_stat(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
+    """'mean ± std' of a (mean, std, n) statistic; the mean alone when std is undefined; '' for none."""
     if stat is None:
         return ""
     mean, std, _ = stat
@@ -216,7 +217,7 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
     out.write("| configuration | jobs ok / failed / missing | " + " | ".join(columns) + " |\n|"
               + "---|" * (len(columns) + 2) + "\n")
     for r in rows:
-        cells = [_cell(r.stats.get(m), 1 if m in TIMINGS else 4) for m in columns]
+        cells = [format_stat(r.stats.get(m), 1 if m in TIMINGS else 4) for m in columns]
         out.write(f"| `{r.key}` | {r.count('ok')} / {r.count('failed')} / {r.count('missing')} | "
                   + " | ".join(cells) + " |\n")
     compared = [m for m, o in outputs.items() if o.vs_oracle]
@@ -233,7 +234,7 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
                 continue
             cells = [f"`{r.key}`", f"`{r.oracle.key}`"]
             for m in compared:
-                cells += [_cell(r.paired_excess(m))] + ([_ratio(r.ratio(m))] if outputs[m].ratio else [])
+                cells += [format_stat(r.paired_excess(m))] + ([_ratio(r.ratio(m))] if outputs[m].ratio else [])
             out.write("| " + " | ".join(cells) + " |\n")
     first = next(iter(_columns(outputs)), None)
     out.write(f"\n## Jobs\n\n| job | overrides | status | {first or ''} | wall s | error |\n"

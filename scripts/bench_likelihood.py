@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from diffusion_runner import checkpoints
 from diffusion_runner.build import build
 from diffusion_runner.likelihood import Likelihood
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.models import Oracle
+from diffusion_runner.pipeline import restore
 
 
 def timed(metric: Likelihood, ctx_of, repeats: int) -> tuple[float, dict]:
@@ -51,12 +51,12 @@ def main():
             print("$ python -m diffusion_runner ~eval.metrics.likelihood", f"hydra.run.dir={run_dir}", flush=True)
             subprocess.run([sys.executable, "-m", "diffusion_runner", "~eval.metrics.likelihood",
                             f"hydra.run.dir={run_dir}"], check=True, stdout=subprocess.DEVNULL)
-        state = checkpoints.load(run_dir / checkpoints.FILE)
-        cfg = OmegaConf.create(state["config"])
+        cfg = OmegaConf.load(run_dir / ".hydra/config.yaml")
+        cfg.ckpt_path = str(run_dir)
         parts = build(cfg)
-        parts.model.load_state_dict(state["model"])
-        parts.model.eval().requires_grad_(False)
-        models = {"learned": parts.model.score, "oracle": Oracle(parts.sde, parts.dataset).score}
+        model, _ = restore(cfg, parts)
+        model.eval().requires_grad_(False)
+        models = {"learned": model.score, "oracle": Oracle(parts.sde, parts.dataset).score}
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.points} points; model from "
               f"{run_dir}; median of {args.repeats}")
         print(f"{'model':8s} {'divergence':11s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} {'kl_ode':>8s} {'± se':>7s}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion_runner.report import load_jobs, summarise
+from diffusion_runner.report import format_stat, load_jobs, summarise
 
 # name -> overrides; the first is the reference the others are compared with.
 SETTINGS = {
@@ -72,13 +72,6 @@ def by_row(sweep: Path):
     return {row: summarise(row_jobs)[0] for row, row_jobs in rows.items()}
 
 
-def cell(stat, digits=4):
-    if stat is None:
-        return ""
-    mean, std, _ = stat
-    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("train_sweep", type=Path)
@@ -101,9 +94,9 @@ def main():
                 continue
             stats = entry.stats
             paired = entry.excess_over(reference[row], "kl_kde")
-            print(f"| {name} | {row} | {stats['nfe'][0]:.0f} | {cell(stats.get('kl_kde'))} | "
-                  f"{cell(paired) if name != names[0] else ''} | {cell(stats.get('chamfer'))} | "
-                  f"{cell(stats.get('sample_seconds'), 2)} |")
+            print(f"| {name} | {row} | {stats['nfe'][0]:.0f} | {format_stat(stats.get('kl_kde'))} | "
+                  f"{format_stat(paired) if name != names[0] else ''} | {format_stat(stats.get('chamfer'))} | "
+                  f"{format_stat(stats.get('sample_seconds'), 2)} |")
     train_jobs, _ = load_jobs(args.train_sweep)
     print("\nkl_ode of each model (from its training job, mean ± std over seeds):")
     for row in args.rows.split(","):

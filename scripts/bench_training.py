@@ -69,15 +69,15 @@ def training_seconds(settings: dict[str, list[str]], steps: int, repeats: int) -
     short = [f"train.steps={steps}", "threads=1", "eval.n_samples=100", "sampler.steps=5",
              *(f"~eval.metrics.{name}" for name in ("kl_kde", "chamfer", "emd", "likelihood"))]
     rates: dict[str, list[float]] = {name: [] for name in settings}
-    full: dict[str, int] = {}
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for _ in range(repeats):
-            for name, overrides in settings.items():
-                full[name] = compose("config", overrides=overrides).train.steps
-                results: dict = {}
-                with tempfile.TemporaryDirectory() as out:
-                    run(compose("config", overrides=[*overrides, *short]), Path(out), NoLogger(), results)
-                rates[name].append(results["train_steps_per_s"])
+        full = {name: compose("config", overrides=overrides).train.steps for name, overrides in settings.items()}
+        jobs = {name: compose("config", overrides=[*overrides, *short]) for name, overrides in settings.items()}
+    for _ in range(repeats):
+        for name, cfg in jobs.items():
+            results: dict = {}
+            with tempfile.TemporaryDirectory() as out:
+                run(cfg, Path(out), NoLogger(), results)
+            rates[name].append(results["train_steps_per_s"])
     return {name: full[name] / statistics.median(r) for name, r in rates.items()}
 
 
