@@ -50,8 +50,8 @@ class TimeWeighted(Loss):
                  grid_points: int = 10_001, quantiles: int = 4097):
         if t_sampling not in T_SAMPLING:
             raise ConfigError(f"loss.t_sampling: '{t_sampling}' is not one of {list(T_SAMPLING)}")
-        if not 0 <= coverage < 1:
-            raise ConfigError(f"loss.coverage: must be in [0, 1), got {coverage}")
+        if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 <= coverage < 1:
+            raise ConfigError(f"loss.coverage: must be a number in [0, 1), got {coverage!r}")
         self.sde, self.weighting, self.importance = sde, weighting, t_sampling == "importance"
         grid = torch.logspace(math.log10(sde.eps), math.log10(sde.T), grid_points, dtype=torch.float64)
         w = weighting(sde, grid) / sde.marginal(grid)[1] ** 2
@@ -104,8 +104,8 @@ class DSM(TimeWeighted):
     def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
                  stable_target: int = 0, **table):
         super().__init__(sde, weighting, t_sampling, coverage, **table)
-        if stable_target < 0:
-            raise ConfigError(f"loss.stable_target: must be >= 0 (0 = off), got {stable_target}")
+        if isinstance(stable_target, bool) or not isinstance(stable_target, int) or stable_target < 0:
+            raise ConfigError(f"loss.stable_target: must be an integer >= 0 (0 = off), got {stable_target!r}")
         self.stable_target = int(stable_target)
 
     def term(self, model, x0, xt, z, t, m, s, generator):
@@ -176,7 +176,7 @@ class SSM(_DivergenceMatching):
     def __init__(self, sde: SDE, weighting: Weighting, t_sampling: str = "uniform", coverage: float = 0.0,
                  projections: int = 1, probe: str = "gaussian", **table):
         super().__init__(sde, weighting, t_sampling, coverage, **table)
-        if not isinstance(projections, int) or projections < 1:
+        if isinstance(projections, bool) or not isinstance(projections, int) or projections < 1:
             raise ConfigError(f"loss.projections: must be an integer >= 1, got {projections!r}")
         self.projections, self.probe = projections, _check_probe(probe)
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from diffusion_runner.build import build_loss
+from diffusion_runner.errors import ConfigError
 from diffusion_runner.losses import DSM, ISM, SSM
 from diffusion_runner.models import MLP, Oracle
 from diffusion_runner.train import train
@@ -117,3 +119,15 @@ def test_every_loss_trains_without_nan_and_lowers_its_loss(loss_name):
                    batch_size=128, generator=torch.Generator().manual_seed(0))
     assert np.isfinite(result.losses).all()
     assert result.losses[-50:].mean() < 0.8 * result.losses[:50].mean()
+
+
+@pytest.mark.parametrize("loss_name,key,value", [
+    ("dsm", "coverage", 1.5), ("dsm", "coverage", "abc"), ("dsm", "stable_target", -1), ("dsm", "stable_target", "abc"),
+    ("dsm", "t_sampling", "sobol"), ("ism", "divergence", "exakt"), ("ism", "probe", "uniform"),
+    ("ssm", "projections", 0), ("ssm", "probe", "uniform")])
+def test_a_bad_loss_value_is_a_config_error_naming_the_key(loss_name, key, value):
+    cfg = compose_config([f"loss={loss_name}", f"loss.{key}={value}"])
+    with pytest.raises(InstantiationException) as failure:  # instantiate wraps what the constructor raised
+        build_loss(cfg, instantiate(cfg.sde))
+    assert isinstance(failure.value.__cause__, ConfigError)
+    assert str(failure.value.__cause__).startswith(f"loss.{key}: ")
