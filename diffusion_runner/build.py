@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.guidance import Request
 from diffusion_runner.losses import Loss
 from diffusion_runner.metrics import Metric
 from diffusion_runner.models.base import ScoreModel
@@ -22,20 +23,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Parts:
-    dataset: Dataset
+    dataset: Dataset  # what the model is trained on
     sde: SDE
     model: ScoreModel
     sampler: Sampler
     metrics: dict[str, Metric]
+    target: Dataset  # what the samples should follow: the dataset, or the components sampler.label asks for
 
 
-def build_metrics(cfg: DictConfig, dataset: Dataset) -> dict[str, Metric]:
-    """The configured metrics (cfg = the eval section), dropping with a log line those the dataset cannot support."""
+def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = None) -> dict[str, Metric]:
+    """The configured metrics (cfg = the eval section), dropping with a log line those the job cannot support."""
+    request = request or Request()
     metrics = {}
     for name, node in cfg.metrics.items():
         metric = instantiate(node)
-        if metric.needs_density and not dataset.has_density:
-            log.info("metric %s skipped: %s has no closed-form density", name, type(dataset).__name__)
+        if metric.needs_density and not target.has_density:
+            log.info("metric %s skipped: %s has no closed-form density", name, type(target).__name__)
+            continue
+        if metric.needs_labels and request.labels is None:
+            log.debug("metric %s skipped: it scores conditional samples (set sampler.label)", name)
+            continue
+        if metric.needs_model_density and request.labels is not None and len(request.labels) > 1:
+            log.info("metric %s skipped: samples of several labels come from as many guided densities", name)
             continue
         metrics[name] = metric
     need = max((m.min_samples for m in metrics.values()), default=0)
@@ -49,7 +58,10 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     dataset = instantiate(cfg.dataset)
     sde = instantiate(cfg.sde)
     model = instantiate(cfg.model, sde=sde, dataset=dataset).to(device)
-    return Parts(dataset, sde, model, instantiate(cfg.sampler), build_metrics(cfg.eval, dataset))
+    sampler = instantiate(cfg.sampler)
+    sampler.request.check(model, dataset)
+    target = sampler.request.target(dataset)
+    return Parts(dataset, sde, model, sampler, build_metrics(cfg.eval, target, sampler.request), target)
 
 
 def build_loss(cfg: DictConfig, sde: SDE) -> Loss:

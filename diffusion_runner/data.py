@@ -26,10 +26,12 @@ _REFERENCE_SEED = 12345
 
 
 class Dataset(ABC):
-    """A distribution over R^dim that can be sampled; one sample has `shape` (dim entries in all)."""
+    """A distribution over R^dim that can be sampled; one sample has `shape` (dim entries in all). A dataset with
+    `n_classes` > 0 also labels each sample with its class in 0 .. n_classes - 1 (sample_labeled)."""
 
     dim: int
     has_density: bool = False
+    n_classes: int = 0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -39,6 +41,10 @@ class Dataset(ABC):
     @abstractmethod
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n float32 samples, shape (n, *shape)."""
+
+    def sample_labeled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(n samples, their int64 labels), the samples as sample(n, rng) draws them."""
+        raise ConfigError(f"{type(self).__name__} has no labels")
 
     @cached_property
     def std(self) -> float:
@@ -72,12 +78,22 @@ class GaussianMixture(Dataset):
         self.means = torch.as_tensor(means)
         self.stds = torch.as_tensor(stds)
         self.log_weights = torch.as_tensor(np.log(weights / weights.sum()))
+        self.n_classes = k  # a sample's label is its component
 
     def sample(self, n, rng):
+        return self.sample_labeled(n, rng)[0]
+
+    def sample_labeled(self, n, rng):
         w = self.log_weights.exp().numpy()
         comp = rng.choice(len(w), size=n, p=w / w.sum())
         z = rng.standard_normal((n, self.dim))
-        return (self.means.numpy()[comp] + self.stds.numpy()[comp] * z).astype(np.float32)
+        return (self.means.numpy()[comp] + self.stds.numpy()[comp] * z).astype(np.float32), comp.astype(np.int64)
+
+    def condition(self, labels) -> GaussianMixture:
+        """The distribution of samples requested with these labels in equal shares: the mixture of those components,
+        each with weight (its count in `labels`) / len(labels)."""
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        return GaussianMixture(self.means.numpy()[labels], self.stds.numpy()[labels], np.ones(len(labels)))
 
     def _components(self, x: Tensor, mean_coef: Tensor | float, std: Tensor | float):
         """Per-component log N(x; m mu_k, v_k) -> (log w_k + log N_k, x - m mu_k, v_k) for x of shape (B, D)."""
@@ -99,6 +115,16 @@ class GaussianMixture(Dataset):
         logits, diff, var = self._components(x, mean_coef, std)
         resp = torch.softmax(logits, dim=1)[..., None]
         return -(resp * diff / var).sum(1)
+
+    def component_score(self, x: Tensor, mean_coef: Tensor | float, std: Tensor | float, y: Tensor) -> Tensor:
+        """grad_x log p_t(x | y) = (m mu_y - x) / v_y for each point's own component y (batch,)."""
+        _, diff, var = self._components(x, mean_coef, std)
+        rows = torch.arange(len(x), device=x.device)
+        return -diff[rows, y] / var.expand_as(diff)[rows, y]
+
+    def classify(self, x: Tensor) -> Tensor:
+        """The most probable component of each data point x (batch, D): argmax_k w_k N(x; mu_k, std_k^2)."""
+        return self._components(x, 1.0, 0.0)[0].argmax(dim=1)
 
 
 def _component_stds(stds, k: int, d: int) -> np.ndarray:

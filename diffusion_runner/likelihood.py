@@ -51,8 +51,10 @@ class Likelihood(Metric):
     (`nll_bpd` = nll / (D ln 2)); for datasets with a density also `kl_ode` = E_q[log q(x) - log p_theta(x)] =
     KL(q || p_theta), the writeup's KL without a KDE, and `data_entropy` = E_q[-log q], nll's floor.
     `divergence`: `exact` (one backward pass per coordinate; low dimension) or `hutchinson` (one pass, unbiased).
-    Also reports `nll_nfe` (score evaluations) and the standard errors of the means (`nll_se`, `kl_ode_se`)."""
+    Also reports `nll_nfe` (score evaluations) and the standard errors of the means (`nll_se`, `kl_ode_se`).
+    For conditional samples the draws come from the requested component and p_theta is the guided model's."""
 
+    needs_model_density = True
     outputs = {"nll": Output(ratio=False), "data_entropy": Output(better=None, vs_oracle=False, floor_of="nll"),
                "kl_ode": Output(ratio=False)}
 

@@ -12,18 +12,20 @@ from torch import Tensor
 from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.sdes import SDE, append_dims
+from diffusion_runner.sdes import SDE, ScoreFn, append_dims
 from diffusion_runner.weighting import Weighting
 
 T_SAMPLING = ("uniform", "importance")
 
 
 class Loss(ABC):
-    """A training objective, what the training loop depends on: loss(model, x0, generator) is the scalar to
-    minimise on the batch x0 (shape (batch, ...)), drawing its randomness from `generator`."""
+    """A training objective, what the training loop depends on: loss(model, x0, generator, y) is the scalar to
+    minimise on the batch x0 (shape (batch, ...)) with labels y (batch,) for a conditional model (else None),
+    drawing its randomness from `generator`."""
 
     @abstractmethod
-    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None,
+                 y: Tensor | None = None) -> Tensor:
         """The objective on one batch, a 0-dim tensor with a gradient."""
 
 
@@ -80,16 +82,19 @@ class TimeWeighted(Loss):
         t, weight = torch.lerp(self._table[:, i], self._table[:, i + 1], pos - i)
         return t, weight
 
-    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None,
+                 y: Tensor | None = None) -> Tensor:
         t, weight = self.sample_t(x0.shape[0], generator, x0.device)
         z = torch.randn(x0.shape, generator=generator, device=x0.device)
         m, s = (append_dims(c, x0.ndim) for c in self.sde.marginal(t))
-        return (weight * self.term(model, x0, m * x0 + s * z, z, t, m, s, generator)).mean()
+        score = model.score if y is None else lambda x, t: model.score(x, t, y)
+        return (weight * self.term(score, x0, m * x0 + s * z, z, t, m, s, generator, y)).mean()
 
     @abstractmethod
-    def term(self, model: ScoreModel, x0: Tensor, xt: Tensor, z: Tensor, t: Tensor, m: Tensor, s: Tensor,
-             generator: torch.Generator | None) -> Tensor:
-        """l(x_0, t) per point, shape (batch,), for x_t = m x_0 + s z."""
+    def term(self, score: ScoreFn, x0: Tensor, xt: Tensor, z: Tensor, t: Tensor, m: Tensor, s: Tensor,
+             generator: torch.Generator | None, y: Tensor | None) -> Tensor:
+        """l(x_0, t) per point, shape (batch,), for x_t = m x_0 + s z and the model's score(x, t) (the batch's
+        labels y, if any, already bound)."""
 
 
 class DSM(TimeWeighted):
@@ -108,20 +113,24 @@ class DSM(TimeWeighted):
             raise ConfigError(f"loss.stable_target: must be an integer >= 0 (0 = off), got {stable_target!r}")
         self.stable_target = int(stable_target)
 
-    def term(self, model, x0, xt, z, t, m, s, generator):
+    def term(self, score, x0, xt, z, t, m, s, generator, y):
         if self.stable_target:
-            z = self._stable_noise(xt, x0, m, s, self.stable_target)
-        return (s * model.score(xt, t) + z).pow(2).flatten(1).sum(1)
+            z = self._stable_noise(xt, x0, m, s, self.stable_target, y)
+        return (s * score(xt, t) + z).pow(2).flatten(1).sum(1)
 
     @staticmethod
-    def _stable_noise(xt: Tensor, x0: Tensor, m: Tensor, s: Tensor, reference: int) -> Tensor:
+    def _stable_noise(xt: Tensor, x0: Tensor, m: Tensor, s: Tensor, reference: int, y: Tensor | None) -> Tensor:
         """Stable target field (Xu et al. 2023): the noise target (x_t - m E[x_0 | x_t]) / s with the posterior
         p(x0_j | x_t,i) ~ N(x_t,i; m_i x0_j, s_i^2 I) over a reference set, the first `reference` x_0s of the batch
-        plus the point's own x_0, instead of the one x_0 drawn."""
+        plus the point's own x_0, instead of the one x_0 drawn. With labels y, point i's reference set holds only
+        the x_0s with its own label: the same component for a conditional term, and for a hidden ("no label")
+        term the other hidden points, a uniform subsample of the data."""
         xf, af, mf, sf = xt.flatten(1), x0.flatten(1), m.flatten(1), s.flatten(1)
         ref = af[:reference]
         # -|x_i - m_i a_j|^2 / (2 s_i^2) up to terms constant in j, from one matrix product.
         logits = (mf * (xf @ ref.T) - 0.5 * mf**2 * ref.pow(2).sum(1)) / sf**2
+        if y is not None:
+            logits = logits.masked_fill(y[:, None] != y[None, :reference], -torch.inf)
         own = (mf * (xf * af).sum(1, keepdim=True) - 0.5 * mf**2 * af.pow(2).sum(1, keepdim=True)) / sf**2
         own[:reference] = -torch.inf  # already in the reference set
         post = torch.softmax(torch.cat([logits, own], dim=1), dim=1)
@@ -140,11 +149,11 @@ class _DivergenceMatching(TimeWeighted):
     the divergence. By Stein's identity E_z[s_theta . z] = s E_z[div s_theta], so E[l] equals DSM's expected term
     at every t, for any model: the same loss, with no noise target."""
 
-    def term(self, model, x0, xt, z, t, m, s, generator):
+    def term(self, score, x0, xt, z, t, m, s, generator, y):
         xt = xt.detach().requires_grad_(True)
-        score = model.score(xt, t)
-        div = self.divergence_of(score, xt, generator)
-        return s.flatten() ** 2 * (score.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
+        value = score(xt, t)
+        div = self.divergence_of(value, xt, generator)
+        return s.flatten() ** 2 * (value.pow(2).flatten(1).sum(1) + 2 * div) + xt[0].numel()
 
     @abstractmethod
     def divergence_of(self, score: Tensor, xt: Tensor, generator: torch.Generator | None) -> Tensor:

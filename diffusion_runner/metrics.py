@@ -36,15 +36,19 @@ class Output:
 @dataclass
 class EvalContext:
     samples: np.ndarray  # the generated points, (N, ...) float32
-    dataset: Dataset
+    dataset: Dataset  # what the samples should follow (for conditional samples, the requested components)
     rng: np.random.Generator  # the metric's own evaluation stream
-    score_fn: ScoreFn  # the model's score s(x, t), in evaluation mode
+    score_fn: ScoreFn  # the score s(x, t) the samples were drawn with, in evaluation mode
     sde: SDE
     device: torch.device
+    labels: np.ndarray | None = None  # the label each sample was requested with; None when unconditional
+    source: Dataset | None = None  # the dataset the labels index (the training set's distribution)
 
 
 class Metric(ABC):
     needs_density: ClassVar[bool] = False  # needs the dataset's closed-form density (skipped without one)
+    needs_labels: ClassVar[bool] = False  # scores conditional samples (skipped for unconditional ones)
+    needs_model_density: ClassVar[bool] = False  # evaluates the density of score_fn (skipped for several labels)
     outputs: ClassVar[dict[str, Output]]
     min_samples: int = 0  # generated samples it looks at (0: none)
 
@@ -121,3 +125,17 @@ class EMD(Metric):
         cost = cdist(ctx.samples[: self.n], ctx.dataset.sample(self.n, ctx.rng))
         rows, cols = linear_sum_assignment(cost)
         return {"emd": float(cost[rows, cols].mean())}
+
+
+class OnMode(Metric):
+    """`on_mode`: the fraction of conditional samples whose most probable component of the dataset
+    (GaussianMixture.classify: argmax_k w_k N(x; mu_k, std_k^2)) is the label they were requested with."""
+
+    needs_density = True
+    needs_labels = True
+    outputs = {"on_mode": Output(better="higher", ratio=False)}
+    min_samples = 1
+
+    def __call__(self, ctx):
+        found = ctx.source.classify(torch.from_numpy(ctx.samples).double()).numpy()
+        return {"on_mode": float(np.mean(found == ctx.labels))}

@@ -1,8 +1,8 @@
 """One job: build the parts from the config, then the stages train (or load `ckpt_path`), sample, evaluate, plot,
 writing the run directory.
 
-Run directory: metrics.json, samples.npy (N x D float32), checkpoint.pt (unless loaded), samples.png, density.png,
-trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
+Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (unless
+loaded), samples.png, density.png, trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from diffusion_runner import checkpoints, plots
 from diffusion_runner.build import Parts, build, build_loss
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.guidance import guided_score
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.models.base import ScoreModel
 from diffusion_runner.samplers import Snapshots
@@ -90,11 +91,16 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
         log.info("model %s has no parameters: no training", type(model).__name__)
         checkpoints.save(out_dir / checkpoints.FILE, {**state, "model": model.state_dict(), "step": 0})
         return model, {"train_seconds": 0.0}
-    data = torch.as_tensor(parts.dataset.sample(cfg.train.n_data, np.random.default_rng([cfg.seed, DATA_STREAM])),
-                           device=device)
+    rng = np.random.default_rng([cfg.seed, DATA_STREAM])
+    if model.conditional:
+        points, labels = parts.dataset.sample_labeled(cfg.train.n_data, rng)
+        labels = torch.as_tensor(labels, device=device)
+    else:
+        points, labels = parts.dataset.sample(cfg.train.n_data, rng), None
+    data = torch.as_tensor(points, device=device)
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
-    result = train(model, build_loss(cfg, parts.sde), data, optimizer=instantiate(cfg.train.optimizer),
+    result = train(model, build_loss(cfg, parts.sde), data, labels=labels, optimizer=instantiate(cfg.train.optimizer),
                    steps=cfg.train.steps, batch_size=cfg.train.batch_size,
                    scheduler=instantiate(cfg.train.scheduler), grad_clip=cfg.train.grad_clip,
                    ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
@@ -127,14 +133,21 @@ def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
 
 def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.device, out_dir: Path,
            results: dict[str, Any]) -> tuple[np.ndarray, list]:
-    """The sample stage: eval.n_samples points saved to samples.npy, and the trajectory's snapshots."""
+    """The sample stage: eval.n_samples points saved to samples.npy (with labels.npy, the label each was requested
+    with, for conditional samples), and the trajectory's snapshots."""
     start = time.perf_counter()
     snapshots = Snapshots(cfg.eval.snapshots)
-    result = parts.sampler.sample(model.score, parts.sde, (cfg.eval.n_samples, *parts.dataset.shape),
+    request = parts.sampler.request
+    labels = request.per_sample(cfg.eval.n_samples)
+    score_fn = guided_score(model, None if labels is None else torch.as_tensor(labels, device=device),
+                            request.guidance)
+    result = parts.sampler.sample(score_fn, parts.sde, (cfg.eval.n_samples, *parts.dataset.shape),
                                   torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
     samples = result.x.cpu().numpy().astype(np.float32)
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
     np.save(out_dir / "samples.npy", samples)
+    if labels is not None:
+        np.save(out_dir / "labels.npy", labels)
     bad = int((~np.isfinite(samples)).any(axis=1).sum())
     if bad:
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
@@ -145,12 +158,18 @@ def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.devic
 
 def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarray, device: torch.device,
              results: dict[str, Any]) -> None:
-    """The evaluate stage: every metric, each on its own evaluation stream (so dropping one changes no other)."""
+    """The evaluate stage: every metric, each on its own evaluation stream (so dropping one changes no other).
+    Conditional samples are compared with the requested components (parts.target)."""
     start = time.perf_counter()
+    request = parts.sampler.request
+    labels = request.per_sample(len(samples))
+    # With several labels no one density made the samples; build_metrics has dropped the metrics that need one.
+    score_fn = guided_score(model, None if labels is None else torch.as_tensor(labels[:1], device=device),
+                            request.guidance)
     for name, metric in parts.metrics.items():
         begin = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
-        values = metric(EvalContext(samples, parts.dataset, rng, model.score, parts.sde, device))
+        values = metric(EvalContext(samples, parts.target, rng, score_fn, parts.sde, device, labels, parts.dataset))
         log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
                  ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
         results.update(values)
@@ -178,7 +197,7 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None
     model.eval().requires_grad_(False)
     samples, snapshots = sample(cfg, parts, model, device, out_dir, results)
     evaluate(cfg, parts, model, samples, device, results)
-    plot_job(samples, snapshots, parts.dataset.sample(len(samples), np.random.default_rng([cfg.seed, PLOT_STREAM])),
+    plot_job(samples, snapshots, parts.target.sample(len(samples), np.random.default_rng([cfg.seed, PLOT_STREAM])),
              out_dir, logger)
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.grids import Grid, Log, Uniform
+from diffusion_runner.guidance import Request
 from diffusion_runner.ode import check_solver, integrate
 from diffusion_runner.sdes import SDE, ScoreFn
 
@@ -53,6 +54,12 @@ def _count(value, key: str, minimum: int = 1) -> int:
 
 
 class Sampler(ABC):
+    """`label` and `guidance` say what to sample from a conditional model (diffusion_runner.guidance.Request); the
+    sample stage turns them into the score function it passes to sample()."""
+
+    def __init__(self, label=None, guidance: float = 0.0):
+        self.request = Request.parse(label, guidance)
+
     @torch.inference_mode()
     def sample(self, score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...], generator: torch.Generator | None = None,
                device: torch.device | str = "cpu", callback: Callback | None = None) -> SampleResult:
@@ -72,7 +79,8 @@ class GridSampler(Sampler):
     """A one-step method on a grid of `steps` steps. With `denoise`, a stochastic method's last step adds no
     noise (it returns the step's mean, as score_sde does)."""
 
-    def __init__(self, steps: int = 1000, grid: Grid | None = None, denoise: bool = True):
+    def __init__(self, steps: int = 1000, grid: Grid | None = None, denoise: bool = True, **request):
+        super().__init__(**request)
         self.steps = _count(steps, "sampler.steps")
         self.grid = grid or Uniform()
         self.denoise = bool(denoise)
@@ -131,8 +139,9 @@ class DDIM(GridSampler):
     std = eta s_s sqrt(v) / s_t. eta = 0 is deterministic (Euler's method for the probability-flow ODE in the
     variables (sigma, x / m)); eta = 1 is ancestral sampling."""
 
-    def __init__(self, steps: int = 50, grid: Grid | None = None, eta: float = 0.0, denoise: bool = True):
-        super().__init__(steps, grid, denoise)
+    def __init__(self, steps: int = 50, grid: Grid | None = None, eta: float = 0.0, denoise: bool = True,
+                 **request):
+        super().__init__(steps, grid, denoise, **request)
         if not 0 <= eta <= 1:
             raise ConfigError(f"sampler.eta: must be in [0, 1], got {eta}")
         self.eta = float(eta)
@@ -166,8 +175,8 @@ class PredictorCorrector(GridSampler):
     PREDICTORS = {"reverse_diffusion": ReverseDiffusion, "euler_maruyama": EulerMaruyama}
 
     def __init__(self, steps: int = 1000, grid: Grid | None = None, predictor: str = "reverse_diffusion",
-                 corrector_steps: int = 1, snr: float = 0.16, denoise: bool = True):
-        super().__init__(steps, grid, denoise)
+                 corrector_steps: int = 1, snr: float = 0.16, denoise: bool = True, **request):
+        super().__init__(steps, grid, denoise, **request)
         if predictor not in self.PREDICTORS:
             raise ConfigError(f"sampler.predictor: '{predictor}' is not one of {sorted(self.PREDICTORS)}")
         if not snr > 0:
@@ -191,7 +200,8 @@ class ProbabilityFlowODE(Sampler):
     scipy's solve_ivp (rtol, atol). It draws from exactly the density that the `likelihood` metric evaluates.
     The callback sees the solver's accepted steps."""
 
-    def __init__(self, method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5):
+    def __init__(self, method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5, **request):
+        super().__init__(**request)
         check_solver(method, rtol, atol, "sampler")
         self.method, self.rtol, self.atol = method, float(rtol), float(atol)
 
@@ -214,7 +224,8 @@ class AnnealedLangevin(Sampler):
     x <- x + s(eps)^2 score (NCSNv2). The default grid is `log`, NCSN's geometric noise ladder."""
 
     def __init__(self, levels: int = 20, steps_per_level: int = 50, step_size: float = 1.0,
-                 grid: Grid | None = None, denoise: bool = True):
+                 grid: Grid | None = None, denoise: bool = True, **request):
+        super().__init__(**request)
         self.levels = _count(levels, "sampler.levels", minimum=2)
         self.steps_per_level = _count(steps_per_level, "sampler.steps_per_level")
         if not step_size > 0:

@@ -33,9 +33,14 @@ class EMA:
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.module = copy.deepcopy(model).requires_grad_(False)
-        self.decay, self.updates = decay, 0
+        self.decay, self.updates, self._source = decay, 0, model
         self._ema = [p.detach() for p in self.module.parameters()]
         self._live = [p.detach() for p in model.parameters()]
+
+    def copy_buffers(self) -> None:
+        """Buffers (e.g. batch-norm running statistics) are not averaged: take the live model's at the end."""
+        for ema_buffer, buffer in zip(self.module.buffers(), self._source.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
 
     def update(self) -> None:
         self.updates += 1
@@ -55,11 +60,13 @@ class TrainResult:
         return len(self.losses) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, optimizer: Callable, steps: int, batch_size: int,
-          scheduler: Callable | None = None, grad_clip: float | None = None, ema_decay: float | None = None,
-          log_every: int = 1000, generator: torch.Generator | None = None,
+def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tensor | None = None,
+          optimizer: Callable, steps: int, batch_size: int, scheduler: Callable | None = None,
+          grad_clip: float | None = None, ema_decay: float | None = None, log_every: int = 1000,
+          generator: torch.Generator | None = None,
           on_progress: Callable[[int, float, float], None] | None = None) -> TrainResult:
-    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data`; the partials
+    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data` (with their `labels`
+    for a conditional model, passed through model.drop_labels); the partials
     optimizer(params) and scheduler(optimizer) (stepped once per step) build the optimiser and its schedule.
 
     on_progress(step, mean loss since the last report, steps/s) is called every `log_every` steps.
@@ -86,7 +93,8 @@ def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, optimizer: Ca
     last_step = 0
     for step in range(steps):
         idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
-        loss = loss_fn(model, data[idx], generator)
+        y = None if labels is None else model.drop_labels(labels[idx], generator)
+        loss = loss_fn(model, data[idx], generator, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -108,6 +116,8 @@ def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, optimizer: Ca
                 on_progress(step + 1, mean, rate)
             last_step, last_time = step + 1, now
     seconds = time.perf_counter() - start
+    if ema is not None:
+        ema.copy_buffers()
     trained = ema.module if ema is not None else model
     trained.eval()
     return TrainResult(trained, losses.cpu().numpy(), optimizer, seconds)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 
 import diffusion_runner.config  # noqa: F401  (registers the schema)
 
@@ -40,6 +42,15 @@ def compose_config(overrides=(), return_hydra_config=False):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def learned_model(sde, dataset, overrides=()):
+    """The configured (default: model=mlp) learned model, freshly initialised from seed 0."""
+    torch.manual_seed(0)
+    return instantiate(compose_config(list(overrides)).model, sde=sde, dataset=dataset)
+
+
+BACKBONES = [name for name in options("model") if name != "oracle"]
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from diffusion_runner.build import build_loss
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.losses import DSM, ISM, SSM
-from diffusion_runner.models import MLP, Oracle
+from diffusion_runner.models import Oracle
 from diffusion_runner.train import train
-from tests.conftest import compose_config
+from tests.conftest import BACKBONES, compose_config, learned_model
 
 
 @pytest.mark.parametrize("weighting", ["uniform", "likelihood", "inv_var"])
@@ -71,7 +71,7 @@ def test_exact_score_beats_an_untrained_network():
     x0 = torch.as_tensor(dataset.sample(50_000, np.random.default_rng(0)))
     with torch.no_grad():
         oracle = float(loss(Oracle(sde, dataset), x0, torch.Generator().manual_seed(0)))
-        untrained = float(loss(MLP(sde, dataset), x0, torch.Generator().manual_seed(0)))
+        untrained = float(loss(learned_model(sde, dataset), x0, torch.Generator().manual_seed(0)))
     assert oracle < 0.8 * untrained
 
 
@@ -97,8 +97,7 @@ def test_ism_and_ssm_estimate_dsms_loss_for_any_model(sde_name):
     checked on an untrained network, where the value is far from its minimum."""
     cfg = compose_config([f"sde={sde_name}", "weighting=inv_var"])
     dataset, sde, lam = instantiate(cfg.dataset), instantiate(cfg.sde), instantiate(cfg.loss.weighting)
-    torch.manual_seed(0)
-    model = MLP(sde, dataset)
+    model = learned_model(sde, dataset)
     x0 = torch.as_tensor(dataset.sample(200_000, np.random.default_rng(0)))
     losses = {"dsm": DSM(sde, lam, "importance"), "ism": ISM(sde, lam, "importance"),
               "ism_hutchinson": ISM(sde, lam, "importance", divergence="hutchinson"),
@@ -108,12 +107,12 @@ def test_ism_and_ssm_estimate_dsms_loss_for_any_model(sde_name):
         assert values[name] == pytest.approx(values["dsm"], rel=0.03), values
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("loss_name", ["dsm", "ism", "ssm"])
-def test_every_loss_trains_without_nan_and_lowers_its_loss(loss_name):
+def test_every_loss_trains_every_backbone_without_nan_and_lowers_its_loss(loss_name, backbone):
     cfg = compose_config([f"loss={loss_name}"])
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
-    torch.manual_seed(0)
-    model = MLP(sde, dataset)
+    model = learned_model(sde, dataset, [f"model={backbone}"])
     data = torch.as_tensor(dataset.sample(5000, np.random.default_rng(0)))
     result = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=300,
                    batch_size=128, generator=torch.Generator().manual_seed(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -44,3 +45,27 @@ def test_oracle_refuses_a_dataset_without_density():
     cfg = compose_config(["dataset=swiss_roll", "model=oracle"])
     with pytest.raises(ConfigError, match="model=oracle"):
         Oracle(instantiate(cfg.sde), instantiate(cfg.dataset))
+
+
+@pytest.mark.parametrize("mixture", sorted(MIXTURES))
+@pytest.mark.parametrize("sde_name", options("sde"))
+def test_oracle_conditional_score_is_gradient_of_the_components_log_density(mixture, sde_name):
+    """Given labels, the oracle's score is grad_x log p_t(x | y), y's component alone (dataset.condition([y]))."""
+    dataset = MIXTURES[mixture]()
+    sde = instantiate(compose_config([f"sde={sde_name}"]).sde)
+    gen = torch.Generator().manual_seed(0)
+    t = sde.eps + (sde.T - sde.eps) * torch.rand(64, generator=gen, dtype=torch.float64)
+    x = (3 * torch.randn(64, dataset.dim, generator=gen, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(dataset.n_classes, (64,), generator=gen)
+    log_p = sum(dataset.condition([k]).log_prob(x, *sde.marginal(t))[y == k].sum() for k in range(dataset.n_classes))
+    (grad,) = torch.autograd.grad(log_p, x)
+    assert torch.allclose(Oracle(sde, dataset).score(x.detach(), t, y), grad, rtol=1e-6, atol=1e-8)
+
+
+def test_labelled_samples_come_from_their_component():
+    dataset = MIXTURES["diag3d"]()
+    x, y = dataset.sample_labeled(30_000, np.random.default_rng(0))
+    assert np.array_equal(x, dataset.sample(30_000, np.random.default_rng(0)))
+    for k in range(dataset.n_classes):
+        assert np.allclose(x[y == k].mean(0), dataset.means[k].numpy(), atol=0.06)
+        assert np.allclose(x[y == k].std(0), dataset.stds[k].numpy(), rtol=0.05)

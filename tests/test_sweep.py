@@ -80,7 +80,8 @@ def test_writeup_experiment_sweeps_the_table():
     for row, (sde, weighting, model) in expected.items():
         cfg = compose_config(["experiment=writeup_table", f"+row={row}"])
         assert get_class(cfg.sde._target_).__name__ == sde
-        assert get_class(cfg.model._target_).__name__ == model
+        built = cfg.model.backbone._target_ if "backbone" in cfg.model else cfg.model._target_
+        assert get_class(built).__name__ == model
         if weighting:
             assert get_class(cfg.loss.weighting._target_).__name__ == weighting
         samplers.add((str(cfg.sampler), str(cfg.eval)))

@@ -1,7 +1,7 @@
-"""Score models: every model exposes score(x, t) ~ grad_x log p_t(x)."""
+"""Score models: every model exposes score(x, t[, y]) ~ grad_x log p_t(x [| y])."""
 
 from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.models.mlp import MLP
 from diffusion_runner.models.oracle import Oracle
+from diffusion_runner.models.precond import Preconditioned
 
-__all__ = ["MLP", "Oracle", "ScoreModel"]
+__all__ = ["Oracle", "Preconditioned", "ScoreModel"]

@@ -15,8 +15,8 @@ class SinusoidalEmbedding(nn.Module):
 
     def __init__(self, dim: int, max_period: float = 10_000.0):
         super().__init__()
-        if dim < 2 or dim % 2:
-            raise ConfigError(f"model.time_embed_dim: must be an even number >= 2, got {dim}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+            raise ConfigError(f"model.time_embed_dim: must be an even integer >= 2, got {dim!r}")
         half = dim // 2
         self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half))
 

@@ -11,7 +11,10 @@ from diffusion_runner.sdes import SDE
 
 
 class Oracle(ScoreModel):
-    """grad_x log p_t(x) in closed form: the benchmark of sampling with the true score."""
+    """grad_x log p_t(x) in closed form: the benchmark of sampling with the true score. Given labels y, the score of
+    each point's own component, grad_x log p_t(x | y): the true conditional score."""
+
+    conditional = True
 
     def __init__(self, sde: SDE, dataset: Dataset):
         super().__init__(sde)
@@ -22,5 +25,6 @@ class Oracle(ScoreModel):
             )
         self.dataset = dataset
 
-    def score(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.dataset.score(x, *self.sde.marginal(t))
+    def score(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        m, s = self.sde.marginal(t)
+        return self.dataset.score(x, m, s) if y is None else self.dataset.component_score(x, m, s, y)

@@ -1,0 +1,69 @@
+"""Conditional sampling: the labels a job asks for, and classifier-free guidance (Ho & Salimans 2022)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from diffusion_runner.data import Dataset
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.models.base import ScoreModel
+from diffusion_runner.sdes import ScoreFn
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to sample: `labels` (None: unconditional) in equal shares, with guidance weight `guidance` >= 0."""
+
+    labels: tuple[int, ...] | None = None
+    guidance: float = 0.0
+
+    @classmethod
+    def parse(cls, label, guidance) -> Request:
+        """From sampler.label (null, an integer or a list of integers) and sampler.guidance (a number >= 0)."""
+        if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not (
+                math.isfinite(guidance) and guidance >= 0):
+            raise ConfigError(f"sampler.guidance: must be a finite number >= 0, got {guidance!r}")
+        if label is None:
+            if guidance:
+                raise ConfigError("sampler.guidance: guides towards sampler.label, which is null")
+            return cls()
+        labels = list(label) if isinstance(label, list | tuple) or hasattr(label, "__iter__") else [label]
+        if not labels or any(isinstance(y, bool) or not isinstance(y, int) or y < 0 for y in labels):
+            raise ConfigError(f"sampler.label: must be null, a label >= 0 or a non-empty list of them, got {label!r}")
+        return cls(tuple(labels), float(guidance))
+
+    def check(self, model: ScoreModel, dataset: Dataset) -> None:
+        if self.labels is None:
+            return
+        if not model.conditional:
+            raise ConfigError(f"sampler.label: model {type(model).__name__} is not conditional "
+                              f"(train one with model.conditional=true)")
+        if max(self.labels) >= dataset.n_classes:
+            raise ConfigError(f"sampler.label: {type(dataset).__name__} has labels 0 .. {dataset.n_classes - 1}, "
+                              f"got {list(self.labels)}")
+
+    def per_sample(self, n: int) -> np.ndarray | None:
+        """The label of each of n samples: the requested labels in turn; None when unconditional."""
+        return None if self.labels is None else np.resize(np.asarray(self.labels, dtype=np.int64), n)
+
+    def target(self, dataset: Dataset) -> Dataset:
+        """The distribution the samples should follow: the requested components, or the whole dataset."""
+        return dataset if self.labels is None else dataset.condition(self.labels)
+
+
+def guided_score(model: ScoreModel, y: Tensor | None, weight: float) -> ScoreFn:
+    """s_w(x, t) = (1 + w) s(x, t, y) - w s(x, t): the conditional score for w = 0, sharper towards y for w > 0.
+    y holds one label per point, or a single label for every point; None gives the unconditional score."""
+    if y is None:
+        return model.score
+
+    def score(x: Tensor, t: Tensor) -> Tensor:
+        labels = y.expand(len(x)) if y.numel() == 1 else y
+        conditional = model.score(x, t, labels)
+        return conditional if not weight else (1 + weight) * conditional - weight * model.score(x, t)
+
+    return score

@@ -1,0 +1,48 @@
+"""A residual MLP: the writeup's "residual connections, batch norm"."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.models.backbones.common import make_activation, positive_int, size
+
+NORMS = {"none": lambda width: nn.Identity(), "layer": nn.LayerNorm, "batch": nn.BatchNorm1d}
+
+
+class ResidualBlock(nn.Module):
+    """h <- h + W_2 act(W_1 act(norm(h)) + W_f features): pre-norm, the features added inside each block."""
+
+    def __init__(self, width: int, features: int, norm: str, activation: str):
+        super().__init__()
+        self.norm, self.act = NORMS[norm](width), make_activation(activation)
+        self.fc1, self.film, self.fc2 = nn.Linear(width, width), nn.Linear(features, width), nn.Linear(width, width)
+
+    def forward(self, h: Tensor, features: Tensor) -> Tensor:
+        return h + self.fc2(self.act(self.fc1(self.act(self.norm(h))) + self.film(features)))
+
+
+class ResMLP(nn.Module):
+    """x -> Linear -> `blocks` residual blocks of `width` units -> act(norm) -> Linear -> x's shape.
+
+    `norm`: none | layer | batch. Batch norm normalises over the batch in training and with running statistics
+    in evaluation; it couples the points of a training batch, so ISM/SSM's divergence then has a 1/batch
+    cross-term.
+    """
+
+    def __init__(self, shape: tuple[int, ...], features: int, width: int = 64, blocks: int = 3,
+                 norm: str = "layer", activation: str = "silu"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ConfigError(f"model.backbone.norm: '{norm}' is not one of {list(NORMS)}")
+        width, blocks = positive_int(width, "width"), positive_int(blocks, "blocks")
+        self.shape = tuple(shape)
+        self.inp = nn.Linear(size(shape), width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, features, norm, activation) for _ in range(blocks))
+        self.out = nn.Sequential(NORMS[norm](width), make_activation(activation), nn.Linear(width, size(shape)))
+
+    def forward(self, x: Tensor, features: Tensor) -> Tensor:
+        h = self.inp(x.flatten(1))
+        for block in self.blocks:
+            h = block(h, features)
+        return self.out(h).view(-1, *self.shape)
