@@ -1,13 +1,16 @@
-"""Training-loop overhead: the runner's train() against a bare PyTorch loop, in one process.
+"""Training-loop overhead per backbone: the runner's train() against a bare PyTorch loop, in one process.
 
-Both loops fit the same MLP with the same batch size, optimiser, learning rate and plain DSM objective on the
-same training set (the script sets loss.stable_target=0 and loss.coverage=0: the stable target's extra matrix
-product is a cost of the loss, not of the loop); the runner adds what its default config asks for
-(importance-sampled t, cosine schedule, gradient clipping if set, EMA, per-step loss record, progress reports).
-Repeats alternate the two loops; the script prints the median of each and the median of the per-repeat ratios
-(robust to a machine that speeds up or slows down during the run).
+For each model both loops fit the same network (same initialisation) on the same training set with the same batch
+size, optimiser, cosine learning-rate schedule and EMA of the weights, on the same objective: DSM with t ~ U[eps, T]
+and the inverse-variance weighting, i.e. mean || s(t) s_theta(x_t, t) + z ||^2 (the script sets loss.t_sampling=uniform,
+loss.coverage=0 and loss.stable_target=0; importance sampling and the stable target are costs of the objective, not
+of the loop). The bare loop writes that out by hand; the runner adds what is its own: the Loss object, the per-step
+loss record, progress reports and their divergence check. Repeats alternate the two loops; the script prints, per
+model, the median steps/s of each and the median of the per-repeat ratios runner / bare (robust to a machine that
+speeds up or slows down during the run), then a markdown table.
 
-    python scripts/bench_train.py [--steps 2000] [--repeats 7] [key=value config overrides ...]
+    python scripts/bench_train.py [--models mlp,resmlp,transformer,hypernet] [--steps 2000] [--repeats 5]
+                                  [key=value config overrides ...]
 """
 
 from __future__ import annotations
@@ -27,15 +30,19 @@ from diffusion_runner.build import build_loss
 from diffusion_runner.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-PLAIN_DSM = ["loss.stable_target=0", "loss.coverage=0"]  # the objective the bare loop computes
+PLAIN_DSM = ["loss.t_sampling=uniform", "loss.coverage=0", "loss.stable_target=0", "weighting=inv_var"]
+BACKBONES = "mlp,resmlp,transformer,hypernet"
 
 
-def bare_loop(model, sde, data, make_optimizer, steps, batch_size):
-    """The minimal loop: batch, t ~ U[eps, T], noise, eps-space DSM loss, optimiser step."""
-    optimizer = make_optimizer(model.parameters())
-    n = data.shape[0]
+def bare_loop(model, sde, data, cfg, steps):
+    """The minimal loop: batch, t ~ U[eps, T], noise, eps-space DSM loss, optimiser and schedule step, EMA lerp."""
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    scheduler = instantiate(cfg.train.scheduler, T_max=steps)(optimizer)
+    live = [p.detach() for p in model.parameters()]
+    ema = [p.clone() for p in live]
+    n, batch_size = data.shape[0], cfg.train.batch_size
     start = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
         x0 = data[torch.randint(n, (batch_size,))]
         t = sde.eps + (sde.T - sde.eps) * torch.rand(batch_size)
         z = torch.randn_like(x0)
@@ -45,42 +52,60 @@ def bare_loop(model, sde, data, make_optimizer, steps, batch_size):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
+        torch._foreach_lerp_(ema, live, 1.0 - min(cfg.train.ema_decay, (2 + step) / (11 + step)))
     return steps / (time.perf_counter() - start)
 
 
-def runner_loop(cfg, model, sde, data, steps):
-    scheduler = instantiate(cfg.train.scheduler, T_max=steps) if cfg.train.scheduler else None
+def runner_loop(model, sde, data, cfg, steps):
     fit = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
-                batch_size=cfg.train.batch_size, scheduler=scheduler, grad_clip=cfg.train.grad_clip,
-                ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
+                batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler, T_max=steps),
+                grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
                 generator=torch.Generator().manual_seed(0))
     return fit.steps_per_second
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+def compare(name: str, overrides: list[str], steps: int, repeats: int) -> dict:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*PLAIN_DSM, *args.overrides])
+        cfg = compose("config", overrides=[*PLAIN_DSM, f"model={name}", *overrides])
+    if cfg.train.grad_clip is not None or not cfg.train.ema_decay or cfg.train.scheduler is None:
+        raise SystemExit("bench_train compares loops with EMA, a scheduler and no gradient clipping")
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
     data = torch.as_tensor(dataset.sample(cfg.train.n_data, np.random.default_rng(0)))
-    fresh = lambda: instantiate(cfg.model, sde=sde, dataset=dataset)  # noqa: E731
-    make_optimizer = instantiate(cfg.train.optimizer)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {cfg.model._target_} "
-          f"width {cfg.model.get('width')} depth {cfg.model.get('depth')}; batch {cfg.train.batch_size}; "
-          f"optimiser {dict(cfg.train.optimizer)}; {args.steps} steps x {args.repeats} repeats")
-    bare_loop(fresh(), sde, data, make_optimizer, 200, cfg.train.batch_size)  # warm-up
+
+    def fresh():
+        torch.manual_seed(0)
+        return instantiate(cfg.model, sde=sde, dataset=dataset)
+
+    params = sum(p.numel() for p in fresh().parameters())
+    print(f"model {name}: {params} parameters, batch {cfg.train.batch_size}, {steps} steps x {repeats} repeats")
+    bare_loop(fresh(), sde, data, cfg, max(50, steps // 10))  # warm-up
     runner, bare = [], []
-    for r in range(args.repeats):
-        bare.append(bare_loop(fresh(), sde, data, make_optimizer, args.steps, cfg.train.batch_size))
-        runner.append(runner_loop(cfg, fresh(), sde, data, args.steps))
-        print(f"repeat {r + 1}: bare {bare[-1]:.0f} steps/s, runner {runner[-1]:.0f} steps/s")
-    b, rn = statistics.median(bare), statistics.median(runner)
-    ratio = statistics.median(r / b for r, b in zip(runner, bare, strict=True))
-    print(f"median: bare {b:.0f} steps/s, runner {rn:.0f} steps/s; median per-repeat ratio runner/bare = {ratio:.3f}")
+    for r in range(repeats):
+        bare.append(bare_loop(fresh(), sde, data, cfg, steps))
+        runner.append(runner_loop(fresh(), sde, data, cfg, steps))
+        print(f"  repeat {r + 1}: bare {bare[-1]:.0f} steps/s, runner {runner[-1]:.0f} steps/s")
+    ratio = statistics.median(rn / b for rn, b in zip(runner, bare, strict=True))
+    row = {"model": name, "params": params, "bare": statistics.median(bare), "runner": statistics.median(runner),
+           "ratio": ratio}
+    print(f"  median: bare {row['bare']:.0f} steps/s, runner {row['runner']:.0f} steps/s; "
+          f"median per-repeat ratio runner/bare = {ratio:.3f}")
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=BACKBONES, help="comma-separated model options")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; overrides {PLAIN_DSM + args.overrides}")
+    rows = [compare(name, args.overrides, args.steps, args.repeats) for name in args.models.split(",")]
+    print("\n| model | parameters | bare loop steps/s | runner steps/s | runner / bare (median of repeats) |\n"
+          "|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['model']} | {row['params']:,} | {row['bare']:.0f} | {row['runner']:.0f} | {row['ratio']:.3f} |")
 
 
 if __name__ == "__main__":

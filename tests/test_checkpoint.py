@@ -53,7 +53,8 @@ def test_a_checkpoint_samples_with_any_sampler_and_no_training(trained, tmp_path
 
 
 @pytest.mark.parametrize("override,named", [
-    ("sde=ou", "sde._target_"), ("model.backbone.width=64", "model.backbone.width"), ("dataset=swiss_roll", "dataset._target_"),
+    ("sde=ou", "sde._target_"), ("model.backbone.width=64", "model.backbone.width"),
+    ("dataset=swiss_roll", "dataset._target_"),
     ("model=oracle", "model._target_"),
 ])
 def test_a_checkpoint_that_does_not_fit_is_a_one_line_config_error(trained, tmp_path, override, named):

@@ -14,7 +14,7 @@ from diffusion_runner.errors import ConfigError
 from diffusion_runner.losses import DSM, ISM, SSM
 from diffusion_runner.models import Oracle
 from diffusion_runner.train import train
-from tests.conftest import BACKBONES, compose_config, learned_model
+from tests.conftest import BACKBONES, compose_config, learned_model, options
 
 
 @pytest.mark.parametrize("weighting", ["uniform", "likelihood", "inv_var"])
@@ -130,3 +130,18 @@ def test_a_bad_loss_value_is_a_config_error_naming_the_key(loss_name, key, value
         build_loss(cfg, instantiate(cfg.sde))
     assert isinstance(failure.value.__cause__, ConfigError)
     assert str(failure.value.__cause__).startswith(f"loss.{key}: ")
+
+
+@pytest.mark.parametrize("weighting", options("weighting"))
+@pytest.mark.parametrize("sde_name", options("sde"))
+@pytest.mark.parametrize("loss_name", options("loss"))
+def test_every_loss_takes_every_sde_and_weighting(loss_name, sde_name, weighting):
+    """A finite loss and a finite, non-zero gradient on one batch, for every pairing."""
+    cfg = compose_config([f"loss={loss_name}", f"sde={sde_name}", f"weighting={weighting}"])
+    dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
+    model = learned_model(sde, dataset)
+    loss = build_loss(cfg, sde)(model, torch.as_tensor(dataset.sample(256, np.random.default_rng(0))),
+                                torch.Generator().manual_seed(0))
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.isfinite(loss) and torch.isfinite(grads).all() and grads.abs().sum() > 0

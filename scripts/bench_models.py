@@ -1,0 +1,63 @@
+"""Run an experiment's sweep (or read one already run) and print its table per configuration, with each model's
+parameter count: the backbone x loss table and the conditional-generation table of docs/RESULTS.md.
+
+    python scripts/bench_models.py backbones [--out DIR]     # experiment=backbones: model x loss, 3 seeds
+    python scripts/bench_models.py conditional [--out DIR]   # experiment=conditional: learned vs exact, w in {0,1,3}
+
+The sweep is the real command line, `python -m diffusion_runner -m experiment=NAME hydra.sweep.dir=DIR` (DIR
+defaults to outputs/sweeps/NAME/final); a DIR holding results.csv is read, not re-run. Each cell is the mean ± std
+over seeds (the sweep report's statistics); train steps/s is as measured inside the sweep, two jobs at a time on
+one torch thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from diffusion_runner.report import format_stat, load_jobs, summarise
+
+COLUMNS = {
+    "backbones": ["kl_kde", "kl_ode", "chamfer", "emd", "train_steps_per_s"],
+    "conditional": ["on_mode", "kl_kde", "kl_kde_floor", "kl_ode", "chamfer"],
+}
+
+
+def parameters(config: dict) -> int:
+    cfg = OmegaConf.create(config)
+    model = instantiate(cfg.model, sde=instantiate(cfg.sde), dataset=instantiate(cfg.dataset))
+    return sum(p.numel() for p in model.parameters())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", choices=sorted(COLUMNS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    sweep = args.out or Path("outputs/sweeps") / args.experiment / "final"
+    if (sweep / "results.csv").exists():
+        print(f"reusing {sweep}")
+    else:
+        command = [sys.executable, "-m", "diffusion_runner", "-m", f"experiment={args.experiment}",
+                   f"hydra.sweep.dir={sweep}"]
+        print("$", " ".join(command[1:]), flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        print(f"  {time.perf_counter() - start:.0f} s wall", flush=True)
+    jobs, _ = load_jobs(sweep)
+    columns = COLUMNS[args.experiment]
+    print(f"\n| configuration | parameters | jobs ok | {' | '.join(columns)} |\n|" + "---|" * (len(columns) + 3))
+    for row in summarise(jobs):
+        cells = [format_stat(row.stats.get(m), 1 if m.endswith("_per_s") else 4) for m in columns]
+        print(f"| `{row.key}` | {parameters(row.config):,} | {row.count('ok')} / {len(row.jobs)} | "
+              + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

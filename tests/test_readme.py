@@ -1,0 +1,55 @@
+"""The README's examples of a new backbone and a new loss work as written: each is one class and one YAML."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+from diffusion_runner.build import build_loss
+from diffusion_runner.train import train
+from tests.conftest import CONF
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def block(first_line: str) -> str:
+    """The fenced code block of the README whose first line is `first_line`."""
+    match = re.search(r"```\w+\n(" + re.escape(first_line) + r"\n.*?)```", README, re.S)
+    assert match, first_line
+    return match.group(1)
+
+
+@pytest.mark.parametrize("code,yaml,group,option", [
+    ("# diffusion_runner/models/backbones/gated.py (or any importable module)", "# conf/model/gated.yaml", "model",
+     "gated"),
+    ("# diffusion_runner/scaled_dsm.py (or any importable module)", "# conf/loss/scaled_dsm.yaml", "loss",
+     "scaled_dsm"),
+])
+def test_the_readme_example_is_one_class_and_one_yaml(code, yaml, group, option, tmp_path, monkeypatch):
+    (tmp_path / f"example_{option}.py").write_text(block(code))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    target = re.search(r"_target_: (\S+)", block(yaml)).group(1)
+    moved = block(yaml).replace(target, f"example_{option}.{target.split('.')[-1]}")  # the class from tmp_path
+    (conf / group / f"{option}.yaml").write_text(moved)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=[f"{group}={option}"])
+    dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, sde=sde, dataset=dataset)
+    data = torch.as_tensor(dataset.sample(2000, np.random.default_rng(0)))
+    result = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=200,
+                   batch_size=128, generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(result.losses).all() and result.losses[-30:].mean() < result.losses[:30].mean()
+    sys.modules.pop(f"example_{option}", None)
