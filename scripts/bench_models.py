@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from diffusion_runner.build import build
 from diffusion_runner.report import format_stat, load_jobs, summarise
 
 COLUMNS = {
@@ -30,9 +30,7 @@ COLUMNS = {
 
 
 def parameters(config: dict) -> int:
-    cfg = OmegaConf.create(config)
-    model = instantiate(cfg.model, sde=instantiate(cfg.sde), dataset=instantiate(cfg.dataset))
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in build(OmegaConf.create(config)).model.parameters())
 
 
 def main():

@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import diffusion_runner.config  # noqa: F401  (registers the schema)
-from diffusion_runner.build import build_loss
+from diffusion_runner.build import build, build_loss
 from diffusion_runner.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -70,12 +70,13 @@ def compare(name: str, overrides: list[str], steps: int, repeats: int) -> dict:
         cfg = compose("config", overrides=[*PLAIN_DSM, f"model={name}", *overrides])
     if cfg.train.grad_clip is not None or not cfg.train.ema_decay or cfg.train.scheduler is None:
         raise SystemExit("bench_train compares loops with EMA, a scheduler and no gradient clipping")
-    dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
+    parts = build(cfg)
+    dataset, sde = parts.dataset, parts.sde
     data = torch.as_tensor(dataset.sample(cfg.train.n_data, np.random.default_rng(0)))
 
     def fresh():
         torch.manual_seed(0)
-        return instantiate(cfg.model, sde=sde, dataset=dataset)
+        return build(cfg).model
 
     params = sum(p.numel() for p in fresh().parameters())
     print(f"model {name}: {params} parameters, batch {cfg.train.batch_size}, {steps} steps x {repeats} repeats")

@@ -45,7 +45,7 @@ def compose_config(overrides=(), return_hydra_config=False):
 
 
 def learned_model(sde, dataset, overrides=()):
-    """The configured (default: model=mlp) learned model, freshly initialised from seed 0."""
+    """The configured (default: model=mlp) learned model for this SDE and dataset, freshly initialised from seed 0."""
     torch.manual_seed(0)
     return instantiate(compose_config(list(overrides)).model, sde=sde, dataset=dataset)
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from diffusion_runner.build import build_loss
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.losses import DSM, ISM, SSM
+from diffusion_runner.losses import DSM, ISM, SSM, Loss
 from diffusion_runner.models import Oracle
 from diffusion_runner.train import train
 from tests.conftest import BACKBONES, compose_config, learned_model, options
@@ -145,3 +145,27 @@ def test_every_loss_takes_every_sde_and_weighting(loss_name, sde_name, weighting
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
     assert torch.isfinite(loss) and torch.isfinite(grads).all() and grads.abs().sum() > 0
+
+
+class Unweighted(Loss):
+    """A loss with no weighting: plain DSM with t ~ U[eps, T]."""
+
+    def __init__(self, sde):
+        self.sde = sde
+
+    def __call__(self, model, x0, generator=None, y=None):
+        t = self.sde.eps + (self.sde.T - self.sde.eps) * torch.rand(len(x0), generator=generator)
+        z = torch.randn(x0.shape, generator=generator)
+        m, s = (c[:, None] for c in self.sde.marginal(t))
+        return (s * model.score(m * x0 + s * z, t, y) + z).pow(2).sum(1).mean()
+
+
+def test_a_loss_without_a_weighting_runs_with_tilde_weighting_and_says_so_without():
+    cfg = compose_config(["loss=dsm"])
+    sde = instantiate(cfg.sde)
+    cfg.loss = {"_target_": f"{__name__}.Unweighted", "weighting": cfg.loss.weighting}
+    with pytest.raises(ConfigError, match=r"^loss.weighting: .*Unweighted takes no weighting; run it with ~weighting$"):
+        build_loss(cfg, sde)
+    cfg = compose_config(["~weighting"])
+    cfg.loss = {"_target_": f"{__name__}.Unweighted"}
+    assert isinstance(build_loss(cfg, sde), Unweighted)
