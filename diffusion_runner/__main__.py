@@ -23,6 +23,7 @@ from diffusion_runner import config  # noqa: F401  (registers the config schema)
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run, write_json
+from diffusion_runner.validate import validate
 
 log = logging.getLogger("diffusion_runner")
 
@@ -49,6 +50,7 @@ def main(cfg: DictConfig) -> None:
     logger = NoLogger()
     results: dict = {}
     try:
+        validate(cfg)  # before the logger, which may reach out to a server
         make_logger = instantiate(cfg.logger, _partial_=True)
         logger = make_logger(run_config=OmegaConf.to_container(cfg, resolve=True), out_dir=out_dir,
                              job_name=hydra_cfg.job.override_dirname or out_dir.name,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from diffusion_runner.data import Dataset
@@ -67,16 +66,4 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
 
 def build_loss(cfg: DictConfig, sde: SDE) -> Loss:
     """The training objective of the job (training only: a job restored from a checkpoint never builds it)."""
-    if cfg.loss.get("weighting") is not None and not _takes(cfg.loss._target_, "weighting"):
-        raise ConfigError(f"loss.weighting: {cfg.loss._target_} takes no weighting; run it with ~weighting")
     return instantiate(cfg.loss, sde=sde)  # its parts (the weighting at loss.weighting) are instantiated with it
-
-
-def _takes(target: str, name: str) -> bool:
-    """Whether the class `target` accepts the keyword `name` (True when it cannot be resolved: instantiate reports
-    that)."""
-    try:
-        parameters = inspect.signature(get_class(target)).parameters.values()
-    except Exception:
-        return True
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)

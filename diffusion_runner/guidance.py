@@ -37,6 +37,10 @@ class Request:
         return cls(tuple(labels), float(guidance))
 
     def check(self, model: ScoreModel, dataset: Dataset) -> None:
+        if (self.labels is None or self.guidance) and not model.has_unconditional:
+            key = "sampler.guidance" if self.labels is not None else "sampler.label"
+            raise ConfigError(f"{key}: needs the unconditional score, which a model trained with "
+                              f"model.label_dropout=0 never learned")
         if self.labels is None:
             return
         if not model.conditional:

@@ -29,6 +29,7 @@ from diffusion_runner.metrics import EvalContext
 from diffusion_runner.models.base import ScoreModel
 from diffusion_runner.samplers import Snapshots
 from diffusion_runner.train import train
+from diffusion_runner.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarr
 def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None:
     """Train (or load `ckpt_path`) -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each
     stage ends, so a failure keeps what was done before it."""
+    validate(cfg)
     if cfg.seed < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
     set_threads(cfg.threads)

@@ -22,6 +22,8 @@ from tests.conftest import compose_config
     (["sampler.label=[]"], "sampler.label"), (["sampler.label=3", "sampler.guidance=-1"], "sampler.guidance"),
     (["sampler.guidance=2"], "sampler.guidance"), (["model=oracle", "sampler.label=8"], "sampler.label"),
     (["sampler.label=3"], "sampler.label"), (["dataset=moons", "model=oracle", "sampler.label=0"], "model=oracle"),
+    (["model.conditional=true", "model.label_dropout=0", "sampler.label=3", "sampler.guidance=1"], "sampler.guidance"),
+    (["model.conditional=true", "model.label_dropout=0"], "sampler.label"),
 ])
 def test_a_bad_request_is_one_line_naming_the_key(overrides, key):
     with pytest.raises(Exception) as info:

@@ -14,6 +14,7 @@ from diffusion_runner.errors import ConfigError
 from diffusion_runner.losses import DSM, ISM, SSM, Loss
 from diffusion_runner.models import Oracle
 from diffusion_runner.train import train
+from diffusion_runner.validate import validate
 from tests.conftest import BACKBONES, compose_config, learned_model, options
 
 
@@ -165,7 +166,8 @@ def test_a_loss_without_a_weighting_runs_with_tilde_weighting_and_says_so_withou
     sde = instantiate(cfg.sde)
     cfg.loss = {"_target_": f"{__name__}.Unweighted", "weighting": cfg.loss.weighting}
     with pytest.raises(ConfigError, match=r"^loss.weighting: .*Unweighted takes no weighting; run it with ~weighting$"):
-        build_loss(cfg, sde)
+        validate(cfg)  # what a job does before anything else
     cfg = compose_config(["~weighting"])
     cfg.loss = {"_target_": f"{__name__}.Unweighted"}
+    validate(cfg)
     assert isinstance(build_loss(cfg, sde), Unweighted)

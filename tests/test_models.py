@@ -19,13 +19,14 @@ from tests.conftest import BACKBONES, compose_config, learned_model, options
 
 
 class Fixed(nn.Module):
-    """A backbone whose output is set by the test."""
+    """A backbone whose output is set by the test; it records what it was given."""
 
     def __init__(self, shape, features):
         super().__init__()
-        self.output = None
+        self.output, self.seen = None, None
 
     def forward(self, x, features):
+        self.seen = (x, features)
         return self.output
 
 
@@ -49,16 +50,38 @@ def test_every_parameterization_round_trips_through_the_wrapper(parameterization
     z = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
     m, s = (c[:, None] for c in sde.marginal(t))
     model.backbone.output = targets(x0, z, m, s, dataset.std)[parameterization]
-    assert torch.allclose(model.score(m * x0 + s * z, t), -z / s, rtol=1e-9, atol=1e-9)
+    xt = m * x0 + s * z
+    assert torch.allclose(model.score(xt, t), -z / s, rtol=1e-9, atol=1e-9)
+    given, features = model.backbone.seen
+    assert torch.allclose(given, xt / (m**2 * dataset.std**2 + s**2).sqrt(), rtol=1e-12)  # c_in x_t
+    assert torch.allclose(features, model.embed(1000 * t / sde.T))
+
+
+def test_the_backbone_input_has_unit_scale_at_every_noise_level():
+    cfg = compose_config()
+    dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
+    model = Preconditioned(sde, dataset, Fixed)
+    x0 = torch.as_tensor(dataset.sample(50_000, np.random.default_rng(0)))
+    for time in (sde.eps, 0.05, 0.3, sde.T):
+        t = torch.full((len(x0),), time)
+        m, s = (c[:, None] for c in sde.marginal(t))
+        model.backbone.output = torch.zeros_like(x0)
+        model.score(m * x0 + s * torch.randn_like(x0), t)
+        assert float(model.backbone.seen[0].std()) == pytest.approx(1.0, abs=0.02)
 
 
 def test_v_is_the_v_prediction_target_for_vp_with_unit_data_scale():
-    """For VP (m^2 + s^2 = 1) and sigma_data = 1, EDM's F-target is Salimans & Ho's v = m z - s x0."""
-    sde = instantiate(compose_config(["sde=ddpm"]).sde)
+    """For VP (m^2 + s^2 = 1) and sigma_data = 1, a backbone that outputs Salimans & Ho's v = m z - s x0 makes the
+    v-parameterised wrapper return the score of x_t | x0, -z / s."""
+    cfg = compose_config(["sde=ddpm"])
+    dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
+    model = Preconditioned(sde, dataset, Fixed, "v").double()
+    model.sigma_data = 1.0
     t = torch.linspace(sde.eps, sde.T, 50, dtype=torch.float64)
     m, s = (c[:, None] for c in sde.marginal(t))
     x0, z = torch.randn(50, 2, dtype=torch.float64), torch.randn(50, 2, dtype=torch.float64)
-    assert torch.allclose(targets(x0, z, m, s, 1.0)["v"], m * z - s * x0, atol=1e-12)
+    model.backbone.output = m * z - s * x0
+    assert torch.allclose(model.score(m * x0 + s * z, t), -z / s, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

@@ -82,6 +82,7 @@ class Preconditioned(ScoreModel):
             if isinstance(label_embed_dim, bool) or not isinstance(label_embed_dim, int) or label_embed_dim < 1:
                 raise ConfigError(f"model.label_embed_dim: must be an integer >= 1, got {label_embed_dim!r}")
             self.null_label, self.label_dropout = dataset.n_classes, float(label_dropout)
+            self.has_unconditional = self.label_dropout > 0
             self.label_embed = nn.Embedding(dataset.n_classes + 1, label_embed_dim)  # the last row: "no label"
             features += label_embed_dim
         self.backbone = backbone(shape=dataset.shape, features=features)
@@ -93,6 +94,8 @@ class Preconditioned(ScoreModel):
         if self.conditional:
             if y is None:
                 y = torch.full(t.shape, self.null_label, dtype=torch.long, device=t.device)
+            elif y.numel() == 1:
+                y = y.reshape(1).expand(len(t))
             features = torch.cat([features, self.label_embed(y)], dim=-1)
         elif y is not None:
             raise ValueError("this model is not conditional: it takes no labels")
