@@ -40,6 +40,10 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
         if metric.needs_density and not target.has_density:
             log.info("metric %s skipped: %s has no closed-form density", name, type(target).__name__)
             continue
+        if metric.max_dim is not None and target.dim > metric.max_dim:
+            log.warning("metric %s skipped: %d-D data is beyond the %d dimensions it can serve (its max_dim)",
+                        name, target.dim, metric.max_dim)
+            continue
         if metric.needs_labels and request.labels is None:
             log.debug("metric %s skipped: it scores conditional samples (set sampler.label)", name)
             continue

@@ -51,6 +51,7 @@ class Metric(ABC):
     needs_model_density: ClassVar[bool] = False  # evaluates the density of score_fn (skipped for several labels)
     outputs: ClassVar[dict[str, Output]]
     min_samples: int = 0  # generated samples it looks at (0: none)
+    max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)
 
     @abstractmethod
     def __call__(self, ctx: EvalContext) -> dict[str, float]:
@@ -70,14 +71,18 @@ class KLKDE(Metric):
 
     Also reports `kl_kde_floor`: the same estimate with p_hat built from as many fresh true samples,
     i.e. the bias of the KDE itself at that sample size.
+
+    A KDE's error shrinks like n^(-4/(d+4)): beyond `max_dim` dimensions (default 6) its estimate says more about
+    the bandwidth than about the samples, so the metric is skipped with a warning there.
     """
 
     needs_density = True
     outputs = {"kl_kde": Output(), "kl_kde_floor": Output(better=None, vs_oracle=False, floor_of="kl_kde")}
     min_samples = 10  # a KDE in a few dimensions needs a handful of points
 
-    def __init__(self, n_reference: int = 10_000):
+    def __init__(self, n_reference: int = 10_000, max_dim: int = 6):
         self.n_reference = _positive(n_reference, "eval.metrics.kl_kde.n_reference")
+        self.max_dim = _positive(max_dim, "eval.metrics.kl_kde.max_dim")
 
     def _kl(self, points: np.ndarray, y: np.ndarray, log_q: np.ndarray) -> float:
         log_p = gaussian_kde(points.T.astype(np.float64)).logpdf(y.T)

@@ -125,10 +125,15 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
     found = []
     for overrides in sweep_dir.glob("**/.hydra/overrides.yaml"):
         path = overrides.parent.parent
-        metrics_file = path / "metrics.json"
-        found.append(Job(path, yaml.safe_load(overrides.read_text()) or [],
-                         yaml.safe_load((path / ".hydra/config.yaml").read_text()),
-                         json.loads(metrics_file.read_text()) if metrics_file.exists() else {}))
+        try:
+            listed, config = yaml.safe_load(overrides.read_text()) or [], yaml.safe_load(
+                (path / ".hydra/config.yaml").read_text())
+            if not isinstance(listed, list) or not isinstance(config, dict):
+                raise ValueError("not a Hydra job record")
+        except Exception as e:
+            log.warning("%s: unreadable job record, set aside (%s)", path / ".hydra", _one_line(e))
+            continue
+        found.append(Job(path, [str(o) for o in listed], config, read_metrics(path / "metrics.json")))
     found.sort(key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0, str(j.path)))
     expected = expected_jobs(hydra_cfg or sweep_hydra_config(sweep_dir))
     if expected is None:
@@ -137,6 +142,25 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
     jobs = [by_overrides.pop(tuple(o), None) or Job(sweep_dir / str(i), list(o), {}, {})
             for i, o in enumerate(expected)]
     return jobs, [j.path for j in by_overrides.values()]
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A job's metrics.json; {} if there is none (the job never finished); a failed status naming the file if it
+    cannot be read or is not a job's record."""
+    if not path.exists():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict) or metrics.get("status") not in ("ok", "failed", "interrupted"):
+            raise ValueError("no status ok / failed / interrupted")
+    except Exception as e:
+        log.warning("%s: unreadable, the job counts as failed (%s)", path, _one_line(e))
+        return {"status": "failed", "error": f"unreadable {path.name}: {_one_line(e)}"}
+    return metrics
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _is_seed(override: str) -> bool:
@@ -153,10 +177,9 @@ def summarise(jobs: list[Job]) -> list[Row]:
         rows.setdefault(key, Row(key, [])).jobs.append(job)
     for row in rows.values():
         done = [j.metrics for j in row.jobs if j.status == "ok"]
-        names = sorted({k for m in done for k, v in m.items() if isinstance(v, int | float) and v is not True
-                        and v is not False})
+        names = sorted({k for m in done for k, v in m.items() if _number(v)})
         for name in names:
-            values = np.array([m[name] for m in done if name in m], dtype=float)
+            values = np.array([m[name] for m in done if _number(m.get(name))], dtype=float)
             std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row.stats[name] = (float(values.mean()), std, len(values))
     oracles = [r for r in rows.values() if r.is_oracle and r.count("ok")]
@@ -164,6 +187,11 @@ def summarise(jobs: list[Job]) -> list[Row]:
         sections = {s: row.config.get(s) for s in SHARED}
         row.oracle = next((o for o in oracles if {s: o.config.get(s) for s in SHARED} == sections), None)
     return list(rows.values())
+
+
+def _number(value: Any) -> bool:
+    """A finite number (a tampered or hand-edited NaN or inf is never summarised as a value)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_stat(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
@@ -390,9 +418,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    bad = 0
     for sweep_dir in args.sweep_dirs:
-        write_report(sweep_dir)
+        if not sweep_dir.is_dir():
+            raise SystemExit(f"report: {sweep_dir}: no such directory")
+        try:
+            rows = write_report(sweep_dir)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            raise SystemExit(f"report: {sweep_dir}: {e}") from e
         print((sweep_dir / "results.md").read_text())
+        bad += sum(r.count("failed") + r.count("missing") for r in rows)
+    if bad:
+        raise SystemExit(f"report: {bad} jobs did not finish ok (see results.md)")
 
 
 if __name__ == "__main__":

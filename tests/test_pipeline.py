@@ -69,3 +69,12 @@ def test_prior_mismatch_is_warned(tiny, tmp_path, caplog):
     caplog.clear()
     run(compose_config([*tiny, "sde=ou", "model=oracle"]), tmp_path, NoLogger(), {})
     assert "wrong distribution" not in caplog.text
+
+
+def test_a_kde_metric_in_high_dimension_is_skipped_with_a_warning(tiny, tmp_path, caplog):
+    means = "[" + ",".join("[" + ",".join(["3" if i == k else "0" for i in range(10)]) + "]" for k in range(2)) + "]"
+    results = {}
+    run(compose_config([*tiny, "dataset=gmm", f"dataset.means={means}", "dataset.stds=0.5", "~dataset.weights",
+                        "model=oracle"]), tmp_path, NoLogger(), results)
+    assert "kl_kde" not in results and "metric kl_kde skipped: 10-D data" in caplog.text
+    assert np.isfinite(results["chamfer"]) and np.isfinite(results["kl_ode"])

@@ -99,10 +99,41 @@ def test_report_markdown_lists_every_job_and_the_failure(sweep):
         assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_rebuild_command(sweep, capsys):
-    main([str(sweep)])
+def test_rebuild_command_reports_and_exits_1_when_jobs_failed_or_are_missing(sweep, capsys):
+    with pytest.raises(SystemExit, match="^report: 2 jobs did not finish ok"):
+        main([str(sweep)])
     assert "+row=ddpm_oracle" in capsys.readouterr().out
     assert (sweep / "results.csv").exists()
+
+
+def test_rebuild_command_exits_0_when_every_job_is_ok(tmp_path):
+    make_job(tmp_path, 0, ["seed=0"], VP, ORACLE, ok(0.3, 0.26))
+    main([str(tmp_path)])
+    assert (tmp_path / "results.md").exists()
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_rebuild_command_names_a_bad_path_in_one_line(make, tmp_path):
+    path = tmp_path / "sweep"
+    if make == "empty":
+        path.mkdir()
+    with pytest.raises(SystemExit) as info:
+        main([str(path)])
+    message = str(info.value)
+    assert message.startswith(f"report: {path}: ") and "\n" not in message
+    assert ("no such directory" if make == "missing" else "no job directories") in message
+
+
+def test_a_truncated_or_tampered_metrics_file_counts_as_failed_and_the_rest_is_reported(sweep):
+    (sweep / "2/metrics.json").write_text('{"status": "ok", "kl_kde": 0.3')  # truncated
+    (sweep / "3/metrics.json").write_text(json.dumps({**ok(0.35, 0.29), "kl_kde": float("nan")}))  # tampered NaN
+    (sweep / "0/.hydra/config.yaml").write_text("[unclosed")  # a job record that cannot be read
+    rows = {r.key: r for r in write_report(sweep)}
+    inv_var = rows["+row=ddpm_inv_var"]
+    assert inv_var.count("failed") == 2 and inv_var.count("ok") == 1
+    assert "kl_kde" not in inv_var.stats and inv_var.stats["chamfer"][0] == pytest.approx(0.29)  # NaN: no value
+    assert "unreadable metrics.json" in (sweep / "results.md").read_text()
+    assert rows["+row=ddpm_oracle"].count("ok") == 1  # job 0 set aside, job 1 reported
 
 
 def test_rebuild_of_an_empty_directory_says_so(tmp_path):
