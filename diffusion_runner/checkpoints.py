@@ -11,13 +11,13 @@ trained model per (configuration, seed).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
+from diffusion_runner.atomic import atomic_path
 from diffusion_runner.errors import ConfigError
 
 FILE = "checkpoint.pt"
@@ -27,10 +27,9 @@ IGNORED = {"train.log_every"}  # changes the log, not the weights
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write under a temporary name, then rename: a reader never sees a partial checkpoint under `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write atomically (diffusion_runner.atomic): a reader never sees a partial checkpoint under `path`."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path) -> dict[str, Any]:

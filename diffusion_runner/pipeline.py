@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_runner import checkpoints, plots
+from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.build import Parts, build, build_loss
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.guidance import guided_score
@@ -68,9 +69,7 @@ def torch_generator(seed: int, stream: int, device: torch.device) -> torch.Gener
 def write_json(path: Path, values: dict[str, Any]) -> None:
     """Write strict JSON (a non-finite number becomes null) atomically: a reader never sees a half-written file."""
     clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def check_prior(sde, dataset) -> None:
@@ -146,9 +145,11 @@ def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.devic
                                   torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
     samples = result.x.cpu().numpy().astype(np.float32)
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
-    np.save(out_dir / "samples.npy", samples)
+    with atomic_path(out_dir / "samples.npy") as tmp:
+        np.save(tmp, samples)
     if labels is not None:
-        np.save(out_dir / "labels.npy", labels)
+        with atomic_path(out_dir / "labels.npy") as tmp:
+            np.save(tmp, labels)
     bad = int((~np.isfinite(samples)).any(axis=1).sum())
     if bad:
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from diffusion_runner.atomic import atomic_path
+
 Limits = tuple[float, float, float, float]
 
 
@@ -36,7 +38,8 @@ def density_panel(ax: Axes, points: np.ndarray, lims: Limits, title: str = "", b
 
 
 def save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def samples_vs_truth(samples: np.ndarray, reference: np.ndarray, path: Path) -> None:

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion_runner import plots
+from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.metrics import Output
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
     outputs = declared_outputs(rows)
     compared = [m for m, o in outputs.items() if o.vs_oracle]
     ratios = [m for m in compared if outputs[m].ratio]
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_missing", "oracle",
                          *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")],
@@ -383,7 +384,7 @@ def write_report(sweep_dir: Path) -> list[Row]:
         log.warning("set aside %d directories that are not jobs of this sweep: %s", len(ignored),
                     ", ".join(str(p) for p in ignored))
     rows = summarise(jobs)
-    (sweep_dir / "results.md").write_text(markdown(rows, jobs, sweep_dir, ignored, command_line(hydra_cfg)))
+    write_text(sweep_dir / "results.md", markdown(rows, jobs, sweep_dir, ignored, command_line(hydra_cfg)))
     write_csv(rows, sweep_dir / "results.csv")
     bar_chart(rows, sweep_dir / "results_bars.png")
     density_grid(rows, sweep_dir / "results_densities.png")

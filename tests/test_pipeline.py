@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,28 @@ def test_a_kde_metric_in_high_dimension_is_skipped_with_a_warning(tiny, tmp_path
                         "model=oracle"]), tmp_path, NoLogger(), results)
     assert "kl_kde" not in results and "metric kl_kde skipped: 10-D data" in caplog.text
     assert np.isfinite(results["chamfer"]) and np.isfinite(results["kl_ode"])
+
+
+def test_a_full_disk_leaves_no_partial_file_under_a_final_name(tiny, tmp_path, monkeypatch):
+    """torch.save writes part of the checkpoint, then the disk is full: no checkpoint.pt, no temporary file."""
+    real_save = torch.save
+
+    def save_then_fail(state, path, *args, **kwargs):
+        real_save({"partial": torch.zeros(10)}, path)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        run(compose_config([*tiny, "train.steps=20"]), tmp_path, NoLogger(), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_every_output_file_is_written_atomically(tiny, tmp_path, monkeypatch):
+    """Every file of a job passes through atomic_path: renamed into place, never written under its final name."""
+    import diffusion_runner.atomic as atomic
+
+    renamed = []
+    real_replace = atomic.os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: (renamed.append(Path(dst).name), real_replace(src, dst)))
+    run(compose_config([*tiny, "train.steps=20"]), tmp_path, NoLogger(), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(renamed)
