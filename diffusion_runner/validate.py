@@ -82,31 +82,28 @@ def _import(path: str) -> Any:
         logger.setLevel(level)
 
 
-def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
-    """name -> parameter of what the target is called with; None when it takes any keyword (not checkable)."""
-    chain = [c for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
-    found: dict[str, inspect.Parameter] = {}
-    for function in chain:
-        function = function.__init__ if isinstance(function, type) else function
+def _constructors(target: Any) -> list[Any]:
+    """What calling the target runs, most derived first: a class's __init__ and those of its bases; a function."""
+    return [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+
+
+def _parameters(target: Any) -> set[str] | None:
+    """The keywords the target takes; None when it takes any keyword (not checkable)."""
+    found: set[str] = set()
+    for function in _constructors(target):
         try:
-            signature = inspect.signature(function)
+            params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
         except (TypeError, ValueError):
             return None
-        params = [p for p in signature.parameters.values() if p.name != "self"]
-        for p in params:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                found.setdefault(p.name, p)
+        found |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return found  # this one takes no further keywords: the chain ends here
-        if function is object.__init__:
-            return None
     return None
 
 
 def _hints(target: Any) -> dict[str, Any]:
-    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
     hints: dict[str, Any] = {}
-    for function in functions:
+    for function in _constructors(target):
         try:
             for name, hint in typing.get_type_hints(function).items():
                 hints.setdefault(name, hint)
@@ -126,7 +123,7 @@ def _check_target_node(node: Any, key: str) -> None:
     if params is not None:
         if key == "loss" and "weighting" in node and "weighting" not in params:
             raise ConfigError(f"loss.weighting: {node._target_} takes no weighting; run it with ~weighting")
-        _check_known(node.keys(), set(params), key)
+        _check_known(node.keys(), params, key)
     hints = _hints(target)
     for name in node:
         if name in HYDRA_KEYS:
