@@ -1,13 +1,22 @@
 """Entry point: `python -m diffusion_runner [group=option ...] [key=value ...]` (add -m to sweep).
 
-Every job ends with metrics.json: status "ok", or "failed" with the error. A failed job exits non-zero
-in a single run; in a sweep it is recorded and the sweep goes on to the next job.
+Every job that starts ends with metrics.json: status "ok"; "failed" with the error and the stage it failed in;
+or "interrupted" (SIGINT/SIGTERM) with the checkpoint saved. On the terminal a failure is one line, naming the
+key where there is one and the log holding the traceback (HYDRA_FULL_ERROR=1 prints it). A single run exits non-zero
+(128 + the signal's number when interrupted); in a sweep the job is recorded and the sweep goes on, or after an
+interrupt skips the jobs not yet started (whichever process runs them) and writes its report.
+
+A run directory that already holds results is handled by diffusion_runner.rundir: skipped when this run finished
+there, continued from its checkpoint when it did not, refused when it holds another run (unless overwrite=true).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,14 +28,17 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_runner import config  # noqa: F401  (registers the config schema)
-from diffusion_runner.errors import ConfigError
+from diffusion_runner import (
+    config,  # noqa: F401  (registers the config schema)
+    rundir,
+)
+from diffusion_runner.errors import ConfigError, Interrupted
+from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run, write_json
 from diffusion_runner.validate import validate
 
 log = logging.getLogger("diffusion_runner")
-
 
 def config_error(exc: BaseException) -> str | None:
     """A one-line message if the exception is a config mistake: a ConfigError (instantiate wraps those raised in
@@ -41,36 +53,101 @@ def config_error(exc: BaseException) -> str | None:
     return None
 
 
+def to_log_file(level: int, message: str, exc_info: BaseException | None = None) -> None:
+    """Write a record to the job's log file (run.log) only, not to the terminal."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), (type(exc_info), exc_info,
+                            exc_info.__traceback__) if exc_info else None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def log_file() -> str:
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return files[0] if files else "the job's log"
+
+
+def continue_command(out_dir: Path) -> str:
+    """The command that continues this job in its run directory."""
+    task = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    return shlex.join(["python", "-m", "diffusion_runner", *task, f"hydra.run.dir={out_dir}"])
+
+
+def report(message: str, exc: BaseException, multirun: bool) -> None:
+    """One line on the terminal; in run.log that line and the traceback."""
+    if multirun:
+        log.error(message)
+        to_log_file(logging.ERROR, "traceback", exc)
+    else:
+        to_log_file(logging.ERROR, message, exc)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    start = time.perf_counter()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    stopped = Path(hydra_cfg.sweep.dir) / rundir.SWEEP_INTERRUPTED
+    if multirun and stopped.exists():
+        log.warning("not started: the sweep was interrupted")
+        return
+    start = time.perf_counter()
     logger = NoLogger()
     results: dict = {}
-    try:
-        validate(cfg)  # before the logger, which may reach out to a server
-        make_logger = instantiate(cfg.logger, _partial_=True)
-        logger = make_logger(run_config=OmegaConf.to_container(cfg, resolve=True), out_dir=out_dir,
-                             job_name=hydra_cfg.job.override_dirname or out_dir.name,
-                             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
-        run(cfg, out_dir, logger, results)
-    except Exception as exc:
-        bad_config = config_error(exc)
-        if bad_config is not None:
-            log.error("config error: %s", bad_config)
-        else:
-            log.exception("job failed")
-        error = f"ConfigError: {bad_config}" if bad_config else f"{type(exc).__name__}: {exc}"
-        write_json(out_dir / "metrics.json", {**results, "status": "failed", "error": error,
-                                              "wall_seconds": time.perf_counter() - start})
-        logger.finish(failed=True)
-        if multirun:
-            return
-        if bad_config is not None:
-            sys.exit(f"config error: {bad_config}")
-        raise
+    with StopSignals() as stop:
+        try:
+            validate(cfg)  # before the logger, which may reach out to a server
+            run_config = OmegaConf.to_container(cfg, resolve=True)
+            previous = rundir.prepare(out_dir, run_config, cfg.overwrite)
+            if previous.done:
+                log.info("%s already holds this run's results (metrics.json: ok): nothing to do (overwrite=true "
+                         "runs it again)", out_dir)
+                return
+            resume = rundir.resume_from(cfg.resume, run_config) if cfg.resume else previous.state
+            results["run_digest"] = rundir.digest(run_config)
+            make_logger = instantiate(cfg.logger, _partial_=True)
+            logger = make_logger(run_config=run_config, out_dir=out_dir,
+                                 job_name=hydra_cfg.job.override_dirname or out_dir.name,
+                                 sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
+            run(cfg, out_dir, logger, results, resume=resume, stop=stop)
+        except Interrupted as exc:
+            stage = results.pop("stage", "start")
+            at = f" at step {exc.step}" if exc.step else ""
+            write_json(out_dir / "metrics.json", {**results, "status": "interrupted", "stage": stage,
+                                                  "error": f"interrupted: {exc}",
+                                                  "wall_seconds": time.perf_counter() - start})
+            logger.finish(failed=True)
+            message = (f"interrupted by {signal.Signals(exc.signal or signal.SIGINT).name} in stage {stage}{at}; "
+                       f"continue with: {continue_command(out_dir)}")
+            if multirun:
+                stopped.touch()
+                log.warning(message)
+                return
+            to_log_file(logging.WARNING, message)
+            print(message, file=sys.stderr)
+            sys.exit(128 + (exc.signal or signal.SIGINT))
+        except Exception as exc:
+            stage = results.pop("stage", "start")
+            bad_config = config_error(exc)
+            if isinstance(exc, rundir.RunDirInUse):  # its files belong to another run: write nothing there
+                report(f"config error: {bad_config}", exc, multirun)
+                if multirun:
+                    return
+                sys.exit(f"config error: {bad_config}")
+            error = f"ConfigError: {bad_config}" if bad_config else f"{type(exc).__name__}: {exc}"
+            write_json(out_dir / "metrics.json", {**results, "status": "failed", "stage": stage, "error": error,
+                                                  "wall_seconds": time.perf_counter() - start})
+            logger.finish(failed=True)
+            message = (f"config error: {bad_config}" if bad_config else
+                       f"job failed in stage {stage}: {error.splitlines()[0] if error else ''} "
+                       f"(traceback in {log_file()})")
+            report(message, exc, multirun)
+            if multirun:
+                return
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            sys.exit(message)
+    results.pop("stage", None)
     results.update(status="ok", wall_seconds=time.perf_counter() - start)
     write_json(out_dir / "metrics.json", results)
     logger.summary(results)

@@ -2,7 +2,9 @@
 
 A checkpoint is a dict written with torch.save and read with torch.load(weights_only=True), so tensors and plain
 containers only, never arbitrary pickled objects: `config` (the job's composed config, resolved), `model` (the
-weights sampled with: the EMA copy when EMA is on), `online_model`, `optimizer`, `step`.
+weights sampled with: the EMA copy when EMA is on), `step`, and for a trained model the rest of the training state
+(diffusion_runner.train): `online_model`, `ema_updates`, `optimizer`, `scheduler`, `rng`, `losses`. It is written
+every train.checkpoint_every steps and at the end, so an unfinished run can be continued from it.
 
 `ckpt_path` may name a checkpoint file, a run directory, or a sweep directory; in a sweep directory the job whose
 training configuration (TRAINING_KEYS) equals this job's is used, so a sweep over samplers or metrics reuses one
@@ -23,7 +25,7 @@ from diffusion_runner.errors import ConfigError
 FILE = "checkpoint.pt"
 MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
 TRAINING_KEYS = (*MODEL_KEYS, "loss", "train", "seed")  # what training produced them from
-IGNORED = {"train.log_every"}  # changes the log, not the weights
+IGNORED = {"train.log_every", "train.checkpoint_every"}  # change the log and the saves, not the weights
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ class TrainConfig:
     grad_clip: float | None = MISSING  # max gradient norm, null for none
     ema_decay: float | None = MISSING  # sample with an exponential moving average of the weights; null for none
     log_every: int = MISSING  # steps between progress reports
+    checkpoint_every: int | None = MISSING  # steps between checkpoints (also saved at the end); null: only at the end
 
 
 @dataclass
@@ -46,6 +47,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = MISSING
     ckpt_path: str | None = MISSING  # checkpoint file, run directory or sweep directory to load instead of training
+    resume: str | None = MISSING  # continue the unfinished training in this checkpoint file or run directory
+    overwrite: bool = MISSING  # replace another run's outputs in the run directory instead of refusing
     device: str = MISSING  # auto | cpu | cuda | cuda:N
     threads: int | None = MISSING  # torch CPU threads; null keeps torch's default
 

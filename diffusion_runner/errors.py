@@ -1,5 +1,16 @@
 """Errors the runner reports as one line instead of a traceback."""
 
+from __future__ import annotations
+
 
 class ConfigError(ValueError):
     """A config value, or a combination of choices, that cannot run. The message names the key."""
+
+
+class Interrupted(BaseException):
+    """The job was asked to stop (SIGINT or SIGTERM). Like KeyboardInterrupt, not an Exception, so no `except
+    Exception` on the way up mistakes it for a failure. `step`: the training step saved, if training had begun."""
+
+    def __init__(self, message: str, step: int | None = None, signal: int | None = None):
+        super().__init__(message)
+        self.step, self.signal = step, signal

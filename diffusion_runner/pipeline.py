@@ -13,6 +13,7 @@ import math
 import os
 import time
 import zlib
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.build import Parts, build, build_loss
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.guidance import guided_score
+from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.models.base import ScoreModel
 from diffusion_runner.samplers import Snapshots
@@ -82,14 +84,17 @@ def check_prior(sde, dataset) -> None:
                     sde.T, mismatch, m, s)
 
 
-def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logger) -> tuple[ScoreModel, dict]:
-    """The train stage: train the model (if it has parameters), save the checkpoint and the loss curve.
-    Returns (the model to sample with, results)."""
+def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logger,
+        resume: dict[str, Any] | None = None, stop: StopSignals | None = None) -> tuple[ScoreModel, dict]:
+    """The train stage: train the model (if it has parameters), continuing from the training state `resume` if
+    given, with checkpoints along the way and the loss curve at the end; a stop signal ends training after the
+    step under way, with a checkpoint (diffusion_runner.train). Returns (the model to sample with, results)."""
     model = parts.model
-    state: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    path = out_dir / checkpoints.FILE
     if not model.trainable:
         log.info("model %s has no parameters: no training", type(model).__name__)
-        checkpoints.save(out_dir / checkpoints.FILE, {**state, "model": model.state_dict(), "step": 0})
+        checkpoints.save(path, {"config": config, "model": model.state_dict(), "step": 0})
         return model, {"train_seconds": 0.0}
     rng = np.random.default_rng([cfg.seed, DATA_STREAM])
     if model.conditional:
@@ -100,20 +105,23 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
     data = torch.as_tensor(points, device=device)
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
-    result = train(model, build_loss(cfg, parts.sde), data, labels=labels, optimizer=instantiate(cfg.train.optimizer),
-                   steps=cfg.train.steps, batch_size=cfg.train.batch_size,
-                   scheduler=instantiate(cfg.train.scheduler), grad_clip=cfg.train.grad_clip,
-                   ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
-                   generator=torch_generator(cfg.seed, TRAIN_STREAM, device),
-                   on_progress=lambda step, loss, rate: logger.log({"train/loss": loss, "train/steps_per_s": rate},
-                                                                   step=step))
-    state.update(model=result.model.state_dict(), optimizer=result.optimizer.state_dict(), step=cfg.train.steps)
-    if result.model is not model:
-        state["online_model"] = model.state_dict()
-    checkpoints.save(out_dir / checkpoints.FILE, state)
+    with stop.deferred() if stop is not None else nullcontext():
+        result = train(model, build_loss(cfg, parts.sde), data, labels=labels,
+                       optimizer=instantiate(cfg.train.optimizer), steps=cfg.train.steps,
+                       batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler),
+                       grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
+                       generator=torch_generator(cfg.seed, TRAIN_STREAM, device),
+                       on_progress=lambda step, loss, rate: logger.log({"train/loss": loss,
+                                                                        "train/steps_per_s": rate}, step=step),
+                       checkpoint_every=cfg.train.checkpoint_every,
+                       save=lambda state: checkpoints.save(path, {"config": config, **state}), resume=resume,
+                       stop=stop.requested if stop is not None else None)
     plots.loss_curve(result.losses, out_dir / "loss.png")
-    return result.model, {"train_seconds": result.seconds, "train_steps_per_s": result.steps_per_second,
-                          "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
+    out = {"train_seconds": result.seconds, "train_steps_per_s": result.steps_per_second,
+           "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
+    if resume is not None:
+        out["resumed_at_step"] = int(resume["step"])
+    return result.model, out
 
 
 def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
@@ -169,6 +177,7 @@ def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarr
     score_fn = guided_score(model, None if labels is None else torch.as_tensor(labels[:1], device=device),
                             request.guidance)
     for name, metric in parts.metrics.items():
+        results["stage"] = f"evaluate (eval.metrics.{name})"
         begin = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
         values = metric(EvalContext(samples, parts.target, rng, score_fn, parts.sde, device, labels, parts.dataset))
@@ -181,9 +190,12 @@ def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarr
     results["eval_seconds"] = time.perf_counter() - start
 
 
-def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None:
+def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume: dict[str, Any] | None = None,
+        stop: StopSignals | None = None) -> None:
     """Train (or load `ckpt_path`) -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each
-    stage ends, so a failure keeps what was done before it."""
+    stage ends, so a failure keeps what was done before it; results["stage"] names the stage under way.
+    `resume` and `stop` go to the train stage (fit)."""
+    results["stage"] = "build"
     validate(cfg)
     if cfg.seed < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
@@ -195,11 +207,19 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any]) -> None
     results.update(device=str(device), torch_threads=torch.get_num_threads())
     log.info("job: %s on %s -> %s", type(parts.model).__name__, device, out_dir)
 
-    model, stage = restore(cfg, parts) if cfg.ckpt_path else fit(cfg, parts, device, out_dir, logger)
+    results["stage"] = "train"
+    if cfg.ckpt_path and (cfg.resume or resume):
+        raise ConfigError("ckpt_path: samples from a finished model; it cannot be combined with resume, which "
+                          "continues training")
+    model, stage = (restore(cfg, parts) if cfg.ckpt_path else
+                    fit(cfg, parts, device, out_dir, logger, resume=resume, stop=stop))
     results.update(stage)
     model.eval().requires_grad_(False)
+    results["stage"] = "sample"
     samples, snapshots = sample(cfg, parts, model, device, out_dir, results)
+    results["stage"] = "evaluate"
     evaluate(cfg, parts, model, samples, device, results)
+    results["stage"] = "plot"
     plot_job(samples, snapshots, parts.target.sample(len(samples), np.random.default_rng([cfg.seed, PLOT_STREAM])),
              out_dir, logger)
 

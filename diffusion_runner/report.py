@@ -1,6 +1,7 @@
 """Sweep reports: one row per configuration (the overrides that vary between jobs, the seed aside) with the mean
 and standard deviation over seeds of every metric, the comparison with the oracle row that shares its dataset,
-SDE, sampler and evaluation, and the number of jobs done, failed and missing.
+SDE, sampler and evaluation, and the number of jobs done, failed, interrupted and missing; when some did not
+finish, the command that finishes the sweep.
 
 Two comparisons with the oracle: the ratio of means, and the excess paired by seed, mean and std over seeds of
 (metric - oracle's metric at the same seed). Jobs with the same seed draw the same evaluation references, so
@@ -20,6 +21,7 @@ import io
 import json
 import logging
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from hydra.utils import get_class, instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_runner import plots
+from diffusion_runner import plots, rundir
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.metrics import Output
 
@@ -79,6 +81,10 @@ class Row:
 
     def count(self, status: str) -> int:
         return sum(j.status == status for j in self.jobs)
+
+    @property
+    def not_ok(self) -> int:
+        return sum(j.status != "ok" for j in self.jobs)
 
     def ratio(self, metric: str) -> float:
         if self.oracle is None or metric not in self.stats or metric not in self.oracle.stats:
@@ -232,7 +238,8 @@ def _columns(outputs: dict[str, Output]) -> list[str]:
     return columns
 
 
-def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path], command: str) -> str:
+def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Path], command: str,
+             finish: str = "") -> str:
     """Per configuration: counts, every declared score (and its floor), nfe and timings; then each score compared
     with the oracle row; then every job."""
     outputs = declared_outputs(rows)
@@ -243,11 +250,15 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
     if command:
         out.write(f"Command: `{command}`\n\n")
     out.write("Each cell is the mean ± standard deviation over the configuration's finished jobs (seeds).\n\n")
-    out.write("| configuration | jobs ok / failed / missing | " + " | ".join(columns) + " |\n|"
+    if finish and any(r.not_ok for r in rows):
+        out.write(f"Not every job finished ok. To finish the sweep (finished jobs are skipped, the others continue "
+                  f"from their checkpoints):\n\n    {finish}\n\n")
+    out.write("| configuration | jobs ok / failed / interrupted / missing | " + " | ".join(columns) + " |\n|"
               + "---|" * (len(columns) + 2) + "\n")
     for r in rows:
         cells = [format_stat(r.stats.get(m), 1 if m in TIMINGS else 4) for m in columns]
-        out.write(f"| `{r.key}` | {r.count('ok')} / {r.count('failed')} / {r.count('missing')} | "
+        out.write(f"| `{r.key}` | {r.count('ok')} / {r.count('failed')} / {r.count('interrupted')} / "
+                  f"{r.count('missing')} | "
                   + " | ".join(cells) + " |\n")
     compared = [m for m, o in outputs.items() if o.vs_oracle]
     if compared and any(r.oracle for r in rows):
@@ -286,6 +297,18 @@ def command_line(hydra_cfg: dict[str, Any] | None) -> str:
     return " ".join(["python -m diffusion_runner -m", *task]) if hydra_cfg else ""
 
 
+def finish_command(hydra_cfg: dict[str, Any] | None, sweep_dir: Path) -> str:
+    """The command that re-runs the sweep into `sweep_dir`: jobs that finished ok are skipped, the others continue
+    from their checkpoints (diffusion_runner.rundir). Empty if the sweep's Hydra config is unknown."""
+    if not hydra_cfg:
+        return ""
+    overrides = hydra_cfg.get("overrides", {})
+    launcher = [o for o in overrides.get("hydra") or []
+                if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    return shlex.join(["python", "-m", "diffusion_runner", "-m", *launcher, *(overrides.get("task") or []),
+                       f"hydra.sweep.dir={sweep_dir}"])
+
+
 def write_csv(rows: list[Row], path: Path) -> None:
     """Every number's mean, std and n; each declared score's excess over the oracle (and ratio, where declared)."""
     metrics = sorted({m for r in rows for m in r.stats})
@@ -294,14 +317,14 @@ def write_csv(rows: list[Row], path: Path) -> None:
     ratios = [m for m in compared if outputs[m].ratio]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_missing", "oracle",
+        writer.writerow(["configuration", "jobs_ok", "jobs_failed", "jobs_interrupted", "jobs_missing", "oracle",
                          *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")],
                          *[f"{m}_ratio_to_oracle" for m in ratios],
                          *[f"{m}_excess_over_oracle_{s}" for m in compared for s in ("mean", "std", "n")]])
         for r in rows:
             stats = [v for m in metrics for v in (r.stats.get(m) or ("", "", 0))]
             excess = [v for m in compared for v in (r.paired_excess(m) or ("", "", 0))]
-            writer.writerow([r.key, r.count("ok"), r.count("failed"), r.count("missing"),
+            writer.writerow([r.key, r.count("ok"), r.count("failed"), r.count("interrupted"), r.count("missing"),
                              r.oracle.key if r.oracle else "", *stats, *[r.ratio(m) for m in ratios], *excess])
 
 
@@ -384,7 +407,8 @@ def write_report(sweep_dir: Path) -> list[Row]:
         log.warning("set aside %d directories that are not jobs of this sweep: %s", len(ignored),
                     ", ".join(str(p) for p in ignored))
     rows = summarise(jobs)
-    write_text(sweep_dir / "results.md", markdown(rows, jobs, sweep_dir, ignored, command_line(hydra_cfg)))
+    write_text(sweep_dir / "results.md", markdown(rows, jobs, sweep_dir, ignored, command_line(hydra_cfg),
+                                                  finish_command(hydra_cfg, sweep_dir)))
     write_csv(rows, sweep_dir / "results.csv")
     bar_chart(rows, sweep_dir / "results_bars.png")
     density_grid(rows, sweep_dir / "results_densities.png")
@@ -396,7 +420,11 @@ def write_report(sweep_dir: Path) -> list[Row]:
 
 class SweepReport(Callback):
     """Hydra callback: writes the sweep report when a multirun ends, then makes the command exit with status 1
-    if any job did not finish ok (the report says which and why)."""
+    if any job did not finish ok (the report says which and why). At the start it clears the mark an interrupted
+    job leaves, so a re-run of the sweep runs its jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        (Path(config.hydra.sweep.dir) / rundir.SWEEP_INTERRUPTED).unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns an exception in a callback into a warning; SystemExit is how this one makes the command fail.
@@ -407,10 +435,11 @@ class SweepReport(Callback):
             log.exception("sweep report failed")
             raise SystemExit(f"the sweep report failed ({e}); rebuild it with "
                              f"python -m diffusion_runner.report {sweep_dir}") from e
-        bad = sum(r.count("failed") + r.count("missing") for r in rows)
+        bad = sum(r.not_ok for r in rows)
         if bad:
-            raise SystemExit(f"{bad} of {sum(len(r.jobs) for r in rows)} jobs did not finish ok: "
-                             f"see {sweep_dir / 'results.md'}")
+            finish = finish_command(sweep_hydra_config(sweep_dir), sweep_dir)
+            raise SystemExit(f"{bad} of {sum(len(r.jobs) for r in rows)} jobs did not finish ok: see "
+                             f"{sweep_dir / 'results.md'}; finish the sweep with: {finish}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -428,7 +457,11 @@ def main(argv: list[str] | None = None) -> None:
         except (FileNotFoundError, OSError, ValueError) as e:
             raise SystemExit(f"report: {sweep_dir}: {e}") from e
         print((sweep_dir / "results.md").read_text())
-        bad += sum(r.count("failed") + r.count("missing") for r in rows)
+        not_ok = sum(r.not_ok for r in rows)
+        if not_ok:
+            print(f"{not_ok} jobs did not finish ok; finish the sweep with: "
+                  f"{finish_command(sweep_hydra_config(sweep_dir), sweep_dir)}")
+        bad += not_ok
     if bad:
         raise SystemExit(f"report: {bad} jobs did not finish ok (see results.md)")
 

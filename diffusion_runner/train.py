@@ -1,8 +1,12 @@
 """The training loop: minibatch score matching on a fixed training set held on the device.
 
-The hot path is index -> loss -> backward -> (clip) -> step -> (EMA) with no DataLoader, no host sync and
-no per-step Python bookkeeping beyond storing the loss tensor; the loss is read back only when progress
-is reported.
+The hot path is index -> loss -> backward -> (clip) -> step -> (EMA) with no DataLoader and no per-step Python
+bookkeeping beyond storing the loss tensor and one finiteness check (a read of that scalar on CPU; a windowed check
+on CUDA, where a per-step read would stall the device).
+
+Training state (weights, EMA and its update count, optimiser, scheduler, every random stream, step, loss history) is
+handed to `save` every `checkpoint_every` steps, at the end and when `stop()` turns true; training given that state
+as `resume` continues to the same weights, bit for bit on CPU, as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from diffusion_runner.errors import ConfigError
+from diffusion_runner.errors import ConfigError, Interrupted
 from diffusion_runner.losses import Loss
 from diffusion_runner.models.base import ScoreModel
 
 log = logging.getLogger(__name__)
+
+CUDA_CHECK_EVERY = 100  # steps between finiteness checks of the loss on CUDA
 
 
 class EMA:
@@ -38,7 +45,7 @@ class EMA:
         self._live = [p.detach() for p in model.parameters()]
 
     def copy_buffers(self) -> None:
-        """Buffers (e.g. batch-norm running statistics) are not averaged: take the live model's at the end."""
+        """Buffers (e.g. batch-norm running statistics) are not averaged: take the live model's."""
         for ema_buffer, buffer in zip(self.module.buffers(), self._source.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
@@ -51,29 +58,54 @@ class EMA:
 @dataclass
 class TrainResult:
     model: ScoreModel  # the model to sample with: the EMA copy when EMA is on
-    losses: np.ndarray  # loss of every step
+    losses: np.ndarray  # loss of every step, including those before a resume
     optimizer: torch.optim.Optimizer
-    seconds: float
+    seconds: float  # of this run of the loop
+    steps_run: int  # steps taken in this run of the loop (fewer than len(losses) after a resume)
 
     @property
     def steps_per_second(self) -> float:
-        return len(self.losses) / self.seconds if self.seconds > 0 else float("nan")
+        return self.steps_run / self.seconds if self.seconds > 0 and self.steps_run else float("nan")
+
+
+def _rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if generator is not None:
+        state["train"] = generator.get_state()
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    if generator is not None:
+        generator.set_state(state["train"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tensor | None = None,
           optimizer: Callable, steps: int, batch_size: int, scheduler: Callable | None = None,
           grad_clip: float | None = None, ema_decay: float | None = None, log_every: int = 1000,
           generator: torch.Generator | None = None,
-          on_progress: Callable[[int, float, float], None] | None = None) -> TrainResult:
+          on_progress: Callable[[int, float, float], None] | None = None,
+          checkpoint_every: int | None = None, save: Callable[[dict[str, Any]], None] | None = None,
+          resume: dict[str, Any] | None = None, stop: Callable[[], bool] | None = None) -> TrainResult:
     """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data` (with their `labels`
     for a conditional model, passed through model.drop_labels); the partials
     optimizer(params) and scheduler(optimizer) (stepped once per step) build the optimiser and its schedule.
 
     on_progress(step, mean loss since the last report, steps/s) is called every `log_every` steps.
+    save(state) gets the training state every `checkpoint_every` steps (null: never before the end), after the last
+    step, and when stop() is true after a step, which then raises Interrupted. `resume`, a state saved so, continues
+    from its step. A non-finite loss raises FloatingPointError naming its step, before any state holding it is saved.
     """
     if steps < 1 or batch_size < 1 or log_every < 1:
         raise ConfigError(f"train: steps, batch_size and log_every must be >= 1, "
                           f"got {steps}, {batch_size}, {log_every}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ConfigError(f"train.checkpoint_every: must be >= 1 or null, got {checkpoint_every}")
     if ema_decay is not None and not 0 < ema_decay < 1:
         raise ConfigError(f"train.ema_decay: must be in (0, 1) or null, got {ema_decay}")
     if grad_clip is not None and not grad_clip > 0:
@@ -87,11 +119,39 @@ def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch
         raise ConfigError(f"train.optimizer / train.scheduler: {e}") from e
     ema = EMA(model, ema_decay) if ema_decay else None
     losses = torch.empty(steps, device=data.device)
+
+    def state(step: int) -> dict[str, Any]:
+        if ema is not None:
+            ema.copy_buffers()
+        out = {"model": (ema.module if ema is not None else model).state_dict(), "optimizer": optimizer.state_dict(),
+               "step": step, "losses": losses[:step].cpu(), "rng": _rng_state(generator)}
+        if ema is not None:
+            out.update(online_model=model.state_dict(), ema_updates=ema.updates)
+        if scheduler is not None:
+            out["scheduler"] = scheduler.state_dict()
+        return out
+
+    first = 0
+    if resume is not None:
+        first = int(resume["step"])
+        model.load_state_dict(resume["online_model" if ema is not None else "model"])
+        if ema is not None:
+            ema.module.load_state_dict(resume["model"])
+            ema.updates = int(resume["ema_updates"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        _set_rng_state(resume["rng"], generator)
+        losses[:first] = resume["losses"].to(data.device)
+        log.info("resuming training at step %d/%d", first, steps)
+
+    check_every = 1 if data.device.type == "cpu" else CUDA_CHECK_EVERY
     n = data.shape[0]
     model.train()
     start = last_time = time.perf_counter()
-    last_step = 0
-    for step in range(steps):
+    last_step = first - first % log_every  # the first report averages the same steps as without a stop
+    checked = first  # losses[:checked] are known to be finite
+    for step in range(first, steps):
         idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
         y = None if labels is None else model.drop_labels(labels[idx], generator)
         loss = loss_fn(model, data[idx], generator, y)
@@ -105,19 +165,33 @@ def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch
         if ema is not None:
             ema.update()
         losses[step] = loss.detach()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean = float(losses[last_step : step + 1].mean())
-            if not np.isfinite(mean):
-                raise FloatingPointError(f"training diverged: loss is {mean} by step {step + 1}")
+        done = step + 1
+        stopping = stop is not None and done < steps and stop()
+        saving = save is not None and (done == steps or stopping or bool(checkpoint_every and
+                                                                          done % checkpoint_every == 0))
+        if done % check_every == 0 or saving or done % log_every == 0 or done == steps:
+            window = losses[checked:done]
+            if not bool(torch.isfinite(window).all()):
+                bad = checked + int((~torch.isfinite(window)).nonzero()[0])
+                raise FloatingPointError(f"training diverged: the loss is {float(losses[bad])} at step {bad + 1}")
+            checked = done
+        if done % log_every == 0 or done == steps:
+            mean = float(losses[last_step:done].mean())
             now = time.perf_counter()
-            rate = (step + 1 - last_step) / (now - last_time)
-            log.info("step %d/%d  loss %.4f  %.0f steps/s", step + 1, steps, mean, rate)
+            rate = (done - max(last_step, first)) / (now - last_time)
+            log.info("step %d/%d  loss %.4f  %.0f steps/s", done, steps, mean, rate)
             if on_progress is not None:
-                on_progress(step + 1, mean, rate)
-            last_step, last_time = step + 1, now
+                on_progress(done, mean, rate)
+            last_step, last_time = done, now
+        if saving:
+            save(state(done))
+        if stopping:
+            raise Interrupted(f"training stopped after step {done}/{steps}", step=done)
     seconds = time.perf_counter() - start
+    if first == steps and save is not None:  # resumed from a finished run: its state, saved here too
+        save(state(steps))
     if ema is not None:
         ema.copy_buffers()
     trained = ema.module if ema is not None else model
     trained.eval()
-    return TrainResult(trained, losses.cpu().numpy(), optimizer, seconds)
+    return TrainResult(trained, losses.cpu().numpy(), optimizer, seconds, steps - first)

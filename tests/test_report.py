@@ -88,10 +88,10 @@ def test_report_markdown_lists_every_job_and_the_failure(sweep):
     write_report(sweep)
     md = (sweep / "results.md").read_text()
     # Every declared score with its floor, in config order; then the timings.
-    assert ("| configuration | jobs ok / failed / missing | kl_kde | kl_kde_floor | chamfer | emd | train_seconds |"
-            in md)
-    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 | 0.3400 ± 0.0141 | 0.3000 ± 0.0000 | 0.2800 ± 0.0141 |" in md
-    assert "| `+row=ou_uniform` | 1 / 0 / 1 | 0.4000 |" in md
+    assert ("| configuration | jobs ok / failed / interrupted / missing | kl_kde | kl_kde_floor | chamfer | emd "
+            "| train_seconds |" in md)
+    assert "| `+row=ddpm_inv_var` | 2 / 1 / 0 / 0 | 0.3400 ± 0.0141 | 0.3000 ± 0.0000 | 0.2800 ± 0.0141 |" in md
+    assert "| `+row=ou_uniform` | 1 / 0 / 0 / 1 | 0.4000 |" in md
     # Against the oracle: the paired excess and the ratio of every score the metrics compare with the oracle.
     assert "| `+row=ddpm_inv_var` | `+row=ddpm_oracle` | 0.0300 ± 0.0000 | 1.097 | 0.0200 ± 0.0141 | 1.077 |" in md
     assert "| failed |" in md and "FloatingPointError: nan" in md and "| missing |" in md
