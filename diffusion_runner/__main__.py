@@ -73,6 +73,15 @@ def continue_command(out_dir: Path) -> str:
     return shlex.join(["python", "-m", "diffusion_runner", *task, f"hydra.run.dir={out_dir}"])
 
 
+def record(out_dir: Path, values: dict) -> str:
+    """Write metrics.json; if the directory takes no writes (full, read-only), say so instead of failing again."""
+    try:
+        write_json(out_dir / "metrics.json", values)
+    except OSError as e:
+        return f"; metrics.json not written either ({e.strerror or e})"
+    return ""
+
+
 def report(message: str, exc: BaseException, multirun: bool) -> None:
     """One line on the terminal; in run.log that line and the traceback."""
     if multirun:
@@ -110,22 +119,26 @@ def main(cfg: DictConfig) -> None:
                                  job_name=hydra_cfg.job.override_dirname or out_dir.name,
                                  sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
             run(cfg, out_dir, logger, results, resume=resume, stop=stop)
+            results["stage"] = "record"
+            write_json(out_dir / "metrics.json", {**{k: v for k, v in results.items() if k != "stage"},
+                                                  "status": "ok", "wall_seconds": time.perf_counter() - start})
         except Interrupted as exc:
             stage = results.pop("stage", "start")
+            signum = exc.signal or stop.signal or signal.SIGINT
             at = f" at step {exc.step}" if exc.step else ""
-            write_json(out_dir / "metrics.json", {**results, "status": "interrupted", "stage": stage,
-                                                  "error": f"interrupted: {exc}",
-                                                  "wall_seconds": time.perf_counter() - start})
+            unsaved = record(out_dir, {**results, "status": "interrupted", "stage": stage,
+                                       "error": f"interrupted: {exc}", "interrupted_at_step": exc.step,
+                                       "wall_seconds": time.perf_counter() - start})
             logger.finish(failed=True)
-            message = (f"interrupted by {signal.Signals(exc.signal or signal.SIGINT).name} in stage {stage}{at}; "
-                       f"continue with: {continue_command(out_dir)}")
+            message = (f"interrupted by {signal.Signals(signum).name} in stage {stage}{at}; "
+                       f"continue with: {continue_command(out_dir)}{unsaved}")
             if multirun:
                 stopped.touch()
                 log.warning(message)
                 return
             to_log_file(logging.WARNING, message)
             print(message, file=sys.stderr)
-            sys.exit(128 + (exc.signal or signal.SIGINT))
+            sys.exit(128 + signum)
         except Exception as exc:
             stage = results.pop("stage", "start")
             bad_config = config_error(exc)
@@ -135,21 +148,20 @@ def main(cfg: DictConfig) -> None:
                     return
                 sys.exit(f"config error: {bad_config}")
             error = f"ConfigError: {bad_config}" if bad_config else f"{type(exc).__name__}: {exc}"
-            write_json(out_dir / "metrics.json", {**results, "status": "failed", "stage": stage, "error": error,
-                                                  "wall_seconds": time.perf_counter() - start})
+            unsaved = record(out_dir, {**results, "status": "failed", "stage": stage, "error": error,
+                                       "wall_seconds": time.perf_counter() - start})
             logger.finish(failed=True)
             message = (f"config error: {bad_config}" if bad_config else
                        f"job failed in stage {stage}: {error.splitlines()[0] if error else ''} "
-                       f"(traceback in {log_file()})")
+                       f"(traceback in {log_file()}){unsaved}")
             report(message, exc, multirun)
             if multirun:
                 return
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             sys.exit(message)
-    results.pop("stage", None)
+    results.pop("stage")
     results.update(status="ok", wall_seconds=time.perf_counter() - start)
-    write_json(out_dir / "metrics.json", results)
     logger.summary(results)
     logger.finish()
     log.info("done in %.1f s: %s", results["wall_seconds"], out_dir / "metrics.json")

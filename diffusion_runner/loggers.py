@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class NoLogger:
@@ -31,19 +34,30 @@ class WandbLogger(NoLogger):
     """One wandb run per job, written under the job's directory; offline unless mode=online.
 
     The run is named after the job's overrides and, in a sweep, grouped by the sweep directory's name,
-    unless `name` or `group` are given.
+    unless `name` or `group` are given. An online run that cannot start (no network, no key, a server that does not
+    answer within about `init_timeout` seconds) falls back to an offline run, with a warning saying how to upload it.
     """
 
     def __init__(self, run_config: dict, out_dir: Path, job_name: str | None = None, sweep_dir: Path | None = None,
                  project: str = "diffusion_runner", mode: str = "offline", entity: str | None = None,
-                 group: str | None = None, name: str | None = None, tags: list[str] | None = None):
+                 group: str | None = None, name: str | None = None, tags: list[str] | None = None,
+                 init_timeout: float = 15.0):
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         import wandb
 
         self._wandb = wandb
-        self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(out_dir), config=run_config,
-                              group=group or (Path(sweep_dir).name if sweep_dir else None),
-                              name=name or job_name or out_dir.name, tags=list(tags or []), reinit="finish_previous")
+        start = dict(project=project, entity=entity, dir=str(out_dir), config=run_config,
+                     group=group or (Path(sweep_dir).name if sweep_dir else None),
+                     name=name or job_name or out_dir.name, tags=list(tags or []), reinit="finish_previous")
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=init_timeout), **start)
+        except wandb.errors.Error as e:
+            if mode != "online":
+                raise
+            self.run = wandb.init(mode="offline", **start)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning("wandb: the online run did not start (%s); logging offline instead, upload it later with: "
+                        "wandb sync %s", reason, Path(self.run.dir).parent)
 
     def log(self, values, step=None):
         self.run.log(values, step=step)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -64,7 +66,8 @@ def test_config_error_is_one_line_and_recorded(tmp_path):
     out = tmp_path / "job"
     proc = cli("dataset=swiss_roll", "model=oracle", f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith("config error: model=oracle needs")
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("config error: model=oracle needs")
     assert "Traceback" not in proc.stderr + proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "model=oracle" in metrics["error"]
@@ -80,3 +83,34 @@ def test_a_late_failure_keeps_what_was_done(tmp_path):
     assert metrics["status"] == "failed" and "non-finite samples" in metrics["error"]
     assert metrics["sample_seconds"] > 0 and metrics["nfe"] == 100 and "kl_kde" not in metrics
     assert (out / "samples.npy").exists() and (out / "checkpoint.pt").exists()
+
+
+def test_a_runtime_failure_is_one_line_naming_the_stage_and_the_log_which_holds_the_traceback(tmp_path):
+    out = tmp_path / "job"
+    args = (*TINY, "train.optimizer.lr=1e9", f"hydra.run.dir={out}")
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (f"job failed in stage train: FloatingPointError: training diverged: the loss is nan at step "
+                    f"{line.split('at step ')[1].split()[0]} (traceback in {out / 'run.log'})")
+    assert "Traceback (most recent call last)" in (out / "run.log").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["stage"] == "train"
+    full = subprocess.run([sys.executable, "-m", "diffusion_runner", *args, "overwrite=true"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback (most recent call last)" in full.stderr
+
+
+def test_wandb_online_without_a_server_falls_back_to_offline_and_says_so(tmp_path):
+    out = tmp_path / "job"
+    env = {**os.environ, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "a" * 40}  # nothing listens on 9
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "diffusion_runner", "model=oracle", *TINY, "logger=wandb",
+                           "logger.mode=online", "logger.init_timeout=2", f"hydra.run.dir={out}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - start < 60
+    assert "the online run did not start" in proc.stdout and "wandb sync" in proc.stdout
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    assert b"kl_kde" in run_file.read_bytes()
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
