@@ -5,9 +5,10 @@ size, optimiser, cosine learning-rate schedule and EMA of the weights, on the sa
 and the inverse-variance weighting, i.e. mean || s(t) s_theta(x_t, t) + z ||^2 (the script sets loss.t_sampling=uniform,
 loss.coverage=0 and loss.stable_target=0; importance sampling and the stable target are costs of the objective, not
 of the loop). The bare loop writes that out by hand; the runner adds what is its own: the Loss object, the per-step
-loss record, progress reports and their divergence check. Repeats alternate the two loops; the script prints, per
-model, the median steps/s of each and the median of the per-repeat ratios runner / bare (robust to a machine that
-speeds up or slows down during the run), then a markdown table.
+loss record and its finiteness check, the stop-signal poll, progress reports and checkpoints of the whole training
+state (to a temporary directory, every train.checkpoint_every steps and at the end). Repeats alternate the two
+loops; the script prints, per model, the median steps/s of each and the median of the per-repeat ratios
+runner / bare (robust to a machine that speeds up or slows down during the run), then a markdown table.
 
     python scripts/bench_train.py [--models mlp,resmlp,transformer,hypernet] [--steps 2000] [--repeats 5]
                                   [key=value config overrides ...]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +28,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import diffusion_runner.config  # noqa: F401  (registers the schema)
+from diffusion_runner import checkpoints
 from diffusion_runner.build import build, build_loss
+from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -58,10 +62,12 @@ def bare_loop(model, sde, data, cfg, steps):
 
 
 def runner_loop(model, sde, data, cfg, steps):
-    fit = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
-                batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler, T_max=steps),
-                grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
-                generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory() as tmp, StopSignals() as stop, stop.deferred():
+        fit = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
+                    batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler, T_max=steps),
+                    grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
+                    generator=torch.Generator().manual_seed(0), checkpoint_every=cfg.train.checkpoint_every,
+                    save=lambda state: checkpoints.save(Path(tmp) / checkpoints.FILE, state), stop=stop.requested)
     return fit.steps_per_second
 
 
