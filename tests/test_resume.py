@@ -17,8 +17,8 @@ import torch
 
 from tests.conftest import TINY
 
-LONG = [*(o for o in TINY if not o.startswith(("train.steps=", "train.log_every="))), "train.steps=2000",
-        "train.log_every=500", "train.checkpoint_every=100"]
+LONG = [*(o for o in TINY if not o.startswith(("train.steps=", "train.log_every="))), "train.steps=1000",
+        "train.log_every=250", "train.checkpoint_every=50"]
 TIMINGS = ("train_seconds", "train_steps_per_s", "sample_seconds", "eval_seconds", "wall_seconds", "resumed_at_step")
 
 
@@ -63,7 +63,7 @@ def test_a_job_killed_with_sigkill_and_restarted_ends_bit_identical(uninterrupte
     proc.kill()
     proc.wait()
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert not (out / "metrics.json").exists() and 0 < saved < 2000  # killed mid-training
+    assert not (out / "metrics.json").exists() and 0 < saved < 1000  # killed mid-training
     again = cli(*LONG, f"hydra.run.dir={out}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert metrics(out)["resumed_at_step"] == saved
@@ -81,9 +81,11 @@ def test_an_interrupted_job_records_it_saves_a_loadable_checkpoint_and_continues
     record = metrics(out)
     assert record["status"] == "interrupted" and record["stage"] == "train"
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["step"] == record["interrupted_at_step"] < 2000 and len(state["losses"]) == state["step"]
+    assert state["step"] == record["interrupted_at_step"] < 1000 and len(state["losses"]) == state["step"]
     (line,) = stderr.strip().splitlines()
     assert f"interrupted by {sig.name} in stage train" in line and f"hydra.run.dir={out}" in line
+    if sig == signal.SIGTERM:
+        return  # continuing is the same as after SIGINT
     again = cli(*line.split("continue with: python -m diffusion_runner ")[1].split(), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert results(out) == uninterrupted
