@@ -1,8 +1,9 @@
 """One job: build the parts from the config, then the stages train (or load `ckpt_path`), sample, evaluate, plot,
 writing the run directory.
 
-Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (unless
-loaded), samples.png, density.png, trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
+Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (the
+training state, every train.checkpoint_every steps and at the end; none when the model is loaded), samples.png,
+density.png, trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
     path = checkpoints.find(cfg.ckpt_path, config)
     state = checkpoints.load(path)
     checkpoints.check_fits(state, config, path)
+    planned = state["config"].get("train", {}).get("steps", 0)
+    if "optimizer" in state and state.get("step", 0) < planned:
+        raise ConfigError(f"ckpt_path: {path} holds an unfinished run (step {state['step']} of {planned}); "
+                          f"finish its training with resume={path}")
     try:
         parts.model.load_state_dict(state["model"])
     except RuntimeError as e:

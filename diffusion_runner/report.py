@@ -55,7 +55,8 @@ class Job:
 
     @property
     def status(self) -> str:
-        """ok | failed | missing (no metrics.json: never started, unfinished, or its process was killed)."""
+        """ok | failed | interrupted | missing (no metrics.json: never started, unfinished, or its process was
+        killed)."""
         return self.metrics.get("status", "missing")
 
     @property

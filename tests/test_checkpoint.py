@@ -103,3 +103,14 @@ def test_a_sweep_over_samplers_reuses_the_checkpoint_of_each_seed(tmp_path):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("config error: ckpt_path:") and "train.steps" in last, last
+
+
+def test_an_unfinished_checkpoint_is_refused_with_the_way_to_finish_it(trained, tmp_path):
+    out, _ = trained
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    unfinished = tmp_path / "unfinished.pt"
+    torch.save({**state, "step": 100, "losses": state["losses"][:100]}, unfinished)
+    with pytest.raises(Exception) as info:
+        job(TINY, tmp_path / "bad", ckpt_path=unfinished)
+    assert config_error(info.value) == (f"ckpt_path: {unfinished} holds an unfinished run (step 100 of 300); finish "
+                                        f"its training with resume={unfinished}")

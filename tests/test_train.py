@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from diffusion_runner import train as training
 from diffusion_runner.build import build, build_loss
 from diffusion_runner.errors import Interrupted
 from diffusion_runner.train import EMA, train
@@ -68,7 +69,9 @@ def test_a_stop_request_saves_the_state_after_the_step_under_way_and_raises_inte
     assert saved[0]["losses"].shape == (10,) and saved[0]["ema_updates"] == 10 and "scheduler" in saved[0]
 
 
-def test_a_non_finite_loss_stops_training_at_its_step_before_any_state_holding_it_is_saved():
+@pytest.mark.parametrize("per_step", [True, False], ids=["per-step (CPU)", "windowed (CUDA)"])
+def test_a_non_finite_loss_stops_training_at_its_step_before_any_state_holding_it_is_saved(per_step, monkeypatch):
+    monkeypatch.setattr(training, "host_reads_are_cheap", lambda device: per_step)
     model, loss, data, args = _setup()
     calls = iter(range(10**6))
 
@@ -77,7 +80,7 @@ def test_a_non_finite_loss_stops_training_at_its_step_before_any_state_holding_i
         return value * float("nan") if next(calls) == 6 else value
 
     saved = []
-    args.update(checkpoint_every=1, save=saved.append)
+    args.update(checkpoint_every=1 if per_step else 5, save=saved.append)
     with pytest.raises(FloatingPointError, match="the loss is nan at step 7"):
         train(model, nan_at_step_7, data, **args)
-    assert [s["step"] for s in saved] == [1, 2, 3, 4, 5, 6]
+    assert [s["step"] for s in saved] == ([1, 2, 3, 4, 5, 6] if per_step else [5])
