@@ -82,8 +82,9 @@ def record(out_dir: Path, values: dict) -> str:
     return ""
 
 
-def report(message: str, exc: BaseException, multirun: bool) -> None:
-    """One line on the terminal; in run.log that line and the traceback."""
+def log_failure(message: str, exc: BaseException, multirun: bool) -> None:
+    """The one-line message and the traceback into run.log; in a sweep the line also on the terminal (a single run
+    prints it as it exits)."""
     if multirun:
         log.error(message)
         to_log_file(logging.ERROR, "traceback", exc)
@@ -112,7 +113,8 @@ def main(cfg: DictConfig) -> None:
                 log.info("%s already holds this run's results (metrics.json: ok): nothing to do (overwrite=true "
                          "runs it again)", out_dir)
                 return
-            resume = rundir.resume_from(cfg.resume, run_config) if cfg.resume else previous.state
+            # This directory's own checkpoint is newer than the one resume= started it from.
+            resume = previous.state or (rundir.resume_from(cfg.resume, run_config) if cfg.resume else None)
             results["run_digest"] = rundir.digest(run_config)
             make_logger = instantiate(cfg.logger, _partial_=True)
             logger = make_logger(run_config=run_config, out_dir=out_dir,
@@ -143,7 +145,7 @@ def main(cfg: DictConfig) -> None:
             stage = results.pop("stage", "start")
             bad_config = config_error(exc)
             if isinstance(exc, rundir.RunDirInUse):  # its files belong to another run: write nothing there
-                report(f"config error: {bad_config}", exc, multirun)
+                log_failure(f"config error: {bad_config}", exc, multirun)
                 if multirun:
                     return
                 sys.exit(f"config error: {bad_config}")
@@ -154,7 +156,7 @@ def main(cfg: DictConfig) -> None:
             message = (f"config error: {bad_config}" if bad_config else
                        f"job failed in stage {stage}: {error.splitlines()[0] if error else ''} "
                        f"(traceback in {log_file()}){unsaved}")
-            report(message, exc, multirun)
+            log_failure(message, exc, multirun)
             if multirun:
                 return
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

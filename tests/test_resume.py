@@ -58,12 +58,8 @@ def uninterrupted(tmp_path_factory):
 
 def test_a_job_killed_with_sigkill_and_restarted_ends_bit_identical(uninterrupted, tmp_path):
     out = tmp_path / "job"
-    proc = start(*LONG, f"hydra.run.dir={out}", cwd=tmp_path)
-    wait_for(out / "checkpoint.pt")
-    proc.kill()
-    proc.wait()
-    saved = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert not (out / "metrics.json").exists() and 0 < saved < 1000  # killed mid-training
+    saved = kill_mid_training(*LONG, out=out, cwd=tmp_path)
+    assert 0 < saved < 1000
     again = cli(*LONG, f"hydra.run.dir={out}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert metrics(out)["resumed_at_step"] == saved
@@ -131,15 +127,24 @@ def test_a_run_directory_holding_another_run_is_refused_untouched_unless_overwri
     assert metrics(out)["status"] == "ok" and (out / "metrics.json").read_bytes() != files["metrics.json"]
 
 
-def test_resume_continues_another_directorys_unfinished_run(uninterrupted, tmp_path):
-    first = tmp_path / "first"
-    proc = start(*LONG, f"hydra.run.dir={first}", cwd=tmp_path)
-    wait_for(first / "checkpoint.pt")
+def kill_mid_training(*args, out, cwd):
+    """Start a job, kill -9 it once it has saved a checkpoint; the step saved."""
+    proc = start(*args, f"hydra.run.dir={out}", cwd=cwd)
+    wait_for(out / "checkpoint.pt")
     proc.kill()
     proc.wait()
-    second = tmp_path / "second"
+    assert not (out / "metrics.json").exists()  # killed mid-training
+    return torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+
+
+def test_resume_continues_another_directorys_unfinished_run_and_its_own_once_it_has_one(uninterrupted, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    kill_mid_training(*LONG, out=first, cwd=tmp_path)
+    kill_mid_training(*LONG, f"resume={first}", out=second, cwd=tmp_path)
+    saved = torch.load(second / "checkpoint.pt", weights_only=True)["step"]
     proc = cli(*LONG, f"resume={first}", f"hydra.run.dir={second}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert metrics(second)["resumed_at_step"] == saved  # its own checkpoint, newer than first's
     assert results(second) == uninterrupted
     mismatch = cli(*LONG, "sde=ou", f"resume={first}", f"hydra.run.dir={tmp_path / 'third'}", cwd=tmp_path)
     (line,) = mismatch.stderr.strip().splitlines()
