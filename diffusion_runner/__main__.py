@@ -76,7 +76,7 @@ def continue_command(out_dir: Path) -> str:
 def record(out_dir: Path, values: dict) -> str:
     """Write metrics.json; if the directory takes no writes (full, read-only), say so instead of failing again."""
     try:
-        write_json(out_dir / "metrics.json", values)
+        write_json(out_dir / rundir.METRICS, values)
     except OSError as e:
         return f"; metrics.json not written either ({e.strerror or e})"
     return ""
@@ -122,7 +122,7 @@ def main(cfg: DictConfig) -> None:
                                  sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
             run(cfg, out_dir, logger, results, resume=resume, stop=stop)
             results["stage"] = "record"
-            write_json(out_dir / "metrics.json", {**{k: v for k, v in results.items() if k != "stage"},
+            write_json(out_dir / rundir.METRICS, {**{k: v for k, v in results.items() if k != "stage"},
                                                   "status": "ok", "wall_seconds": time.perf_counter() - start})
         except Interrupted as exc:
             stage = results.pop("stage", "start")
@@ -166,7 +166,7 @@ def main(cfg: DictConfig) -> None:
     results.update(status="ok", wall_seconds=time.perf_counter() - start)
     logger.summary(results)
     logger.finish()
-    log.info("done in %.1f s: %s", results["wall_seconds"], out_dir / "metrics.json")
+    log.info("done in %.1f s: %s", results["wall_seconds"], out_dir / rundir.METRICS)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from diffusion_runner.atomic import atomic_path
-from diffusion_runner.errors import ConfigError
+from diffusion_runner.errors import ConfigError, one_line
 
 FILE = "checkpoint.pt"
 MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
@@ -38,8 +38,7 @@ def load(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, not a checkpoint, or a pickled object weights_only refuses
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({type(e).__name__}: {first_line})") from e
+        raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({one_line(e)})") from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ConfigError(f"ckpt_path: {path} is not a diffusion_runner checkpoint (no model weights and config)")
     return state

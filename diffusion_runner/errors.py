@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(e: BaseException) -> str:
+    """'Type: first line of the message', for messages that must stay on one line."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 class ConfigError(ValueError):
     """A config value, or a combination of choices, that cannot run. The message names the key."""
 

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from diffusion_runner import plots, rundir
 from diffusion_runner.atomic import atomic_path, write_text
+from diffusion_runner.errors import one_line
 from diffusion_runner.metrics import Output
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,9 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
             if not isinstance(listed, list) or not isinstance(config, dict):
                 raise ValueError("not a Hydra job record")
         except Exception as e:
-            log.warning("%s: unreadable job record, set aside (%s)", path / ".hydra", _one_line(e))
+            log.warning("%s: unreadable job record, set aside (%s)", path / ".hydra", one_line(e))
             continue
-        found.append(Job(path, [str(o) for o in listed], config, read_metrics(path / "metrics.json")))
+        found.append(Job(path, [str(o) for o in listed], config, rundir.read_metrics(path / rundir.METRICS)))
     found.sort(key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0, str(j.path)))
     expected = expected_jobs(hydra_cfg or sweep_hydra_config(sweep_dir))
     if expected is None:
@@ -150,25 +151,6 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
     jobs = [by_overrides.pop(tuple(o), None) or Job(sweep_dir / str(i), list(o), {}, {})
             for i, o in enumerate(expected)]
     return jobs, [j.path for j in by_overrides.values()]
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    """A job's metrics.json; {} if there is none (the job never finished); a failed status naming the file if it
-    cannot be read or is not a job's record."""
-    if not path.exists():
-        return {}
-    try:
-        metrics = json.loads(path.read_text())
-        if not isinstance(metrics, dict) or metrics.get("status") not in ("ok", "failed", "interrupted"):
-            raise ValueError("no status ok / failed / interrupted")
-    except Exception as e:
-        log.warning("%s: unreadable, the job counts as failed (%s)", path, _one_line(e))
-        return {"status": "failed", "error": f"unreadable {path.name}: {_one_line(e)}"}
-    return metrics
-
-
-def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _is_seed(override: str) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from diffusion_runner import checkpoints
-from diffusion_runner.errors import ConfigError
+from diffusion_runner.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,19 @@ def digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _metrics(out_dir: Path) -> dict[str, Any]:
-    try:
-        metrics = json.loads((out_dir / METRICS).read_text())
-    except (OSError, ValueError):
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A job's metrics.json; {} if there is none (the job never finished); a failed status naming the file if it
+    cannot be read or is not a job's record."""
+    if not path.exists():
         return {}
-    return metrics if isinstance(metrics, dict) else {}
+    try:
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict) or metrics.get("status") not in ("ok", "failed", "interrupted"):
+            raise ValueError("no status ok / failed / interrupted")
+    except Exception as e:
+        log.warning("%s: unreadable, read as a failed job (%s)", path, one_line(e))
+        return {"status": "failed", "error": f"unreadable {path.name}: {one_line(e)}"}
+    return metrics
 
 
 def remove_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
@@ -79,7 +86,7 @@ def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Previous:
                     out_dir)
         return Previous()
     mine = digest(config)
-    metrics = _metrics(out_dir)
+    metrics = read_metrics(out_dir / METRICS)
     if metrics.get("status") == "ok" and metrics.get("run_digest") == mine:
         return Previous(done=True)
     where = f"hydra.run.dir: {out_dir} already holds"
