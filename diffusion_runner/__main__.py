@@ -6,12 +6,15 @@ key where there is one and the log holding the traceback (HYDRA_FULL_ERROR=1 pri
 (128 + the signal's number when interrupted); in a sweep the job is recorded and the sweep goes on, or after an
 interrupt skips the jobs not yet started (whichever process runs them) and writes its report.
 
-A run directory that already holds results is handled by diffusion_runner.rundir: skipped when this run finished
-there, continued from its checkpoint when it did not, refused when it holds another run (unless overwrite=true).
+A run directory is held by one job at a time (an fcntl lock) and what it already holds is handled by
+diffusion_runner.rundir: skipped when this run finished there, continued when it did not, refused when it holds
+another run (unless overwrite=true). Everything that can refuse a job runs before the job starts, and a job that
+does not start writes nothing into a directory that holds anything (into an empty one, only its failed record).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -22,23 +25,26 @@ import time
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from diffusion_runner import (
     config,  # noqa: F401  (registers the config schema)
     rundir,
+    runlog,
 )
 from diffusion_runner.errors import ConfigError, Interrupted
 from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.loggers import NoLogger
-from diffusion_runner.pipeline import run, write_json
-from diffusion_runner.validate import validate
+from diffusion_runner.pipeline import run, setup, write_json
 
 log = logging.getLogger("diffusion_runner")
+SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"  # as the user set it, before cli() sets it for Hydra
 
 def config_error(exc: BaseException) -> str | None:
     """A one-line message if the exception is a config mistake: a ConfigError (instantiate wraps those raised in
@@ -53,18 +59,9 @@ def config_error(exc: BaseException) -> str | None:
     return None
 
 
-def to_log_file(level: int, message: str, exc_info: BaseException | None = None) -> None:
-    """Write a record to the job's log file (run.log) only, not to the terminal."""
-    record = log.makeRecord(log.name, level, __file__, 0, message, (), (type(exc_info), exc_info,
-                            exc_info.__traceback__) if exc_info else None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
-
-
-def log_file() -> str:
-    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    return files[0] if files else "the job's log"
+def command_line() -> str:
+    """This job's command: `python -m diffusion_runner` and its task overrides."""
+    return shlex.join(["python", "-m", "diffusion_runner", *HydraConfig.get().overrides.task])
 
 
 def continue_command(out_dir: Path) -> str:
@@ -82,14 +79,22 @@ def record(out_dir: Path, values: dict) -> str:
     return ""
 
 
-def log_failure(message: str, exc: BaseException, multirun: bool) -> None:
-    """The one-line message and the traceback into run.log; in a sweep the line also on the terminal (a single run
-    prints it as it exits)."""
+def failure_line(exc: BaseException, stage: str, where: str = "") -> tuple[str, str]:
+    """(the one-line message for the terminal, the error for metrics.json)."""
+    bad_config = config_error(exc)
+    error = f"ConfigError: {bad_config}" if bad_config else f"{type(exc).__name__}: {exc}"
+    if bad_config:
+        return f"config error: {bad_config}", error
+    return f"job failed in stage {stage}: {error.splitlines()[0] if error else ''}{where}", error
+
+
+def leave(message: str, multirun: bool, code: int = 1) -> None:
+    """End a job with one line: logged in a sweep (which goes on), else printed as the command exits."""
     if multirun:
         log.error(message)
-        to_log_file(logging.ERROR, "traceback", exc)
-    else:
-        to_log_file(logging.ERROR, message, exc)
+        return
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -102,66 +107,86 @@ def main(cfg: DictConfig) -> None:
         log.warning("not started: the sweep was interrupted")
         return
     start = time.perf_counter()
-    logger = NoLogger()
-    results: dict = {}
     with StopSignals() as stop:
+        lock = rundir.RunLock(out_dir, command_line())
         try:
-            validate(cfg)  # before the logger, which may reach out to a server
-            run_config = OmegaConf.to_container(cfg, resolve=True)
-            previous = rundir.prepare(out_dir, run_config, cfg.overwrite)
+            lock.acquire()
+        except rundir.RunDirInUse as exc:
+            return leave(f"config error: {exc}", multirun)
+        try:
+            # Before the job starts: check and build everything, decide what the directory's files mean. Nothing
+            # is written, so a job refused here leaves the directory as it was.
+            try:
+                job = setup(cfg)
+                run_config = OmegaConf.to_container(cfg, resolve=True)
+                previous = rundir.prepare(out_dir, run_config, cfg.overwrite, lock.owner)
+                # This directory's own checkpoint is newer than the one resume= started it from.
+                resume = previous.state or (rundir.resume_from(cfg.resume, run_config) if cfg.resume else None)
+            except (Exception, Interrupted) as exc:
+                if SHOW_TRACEBACKS and not multirun and not isinstance(exc, Interrupted):
+                    raise
+                if isinstance(exc, rundir.RunDirInUse | Interrupted) or not lock.fresh:
+                    message = failure_line(exc, "start")[0] if isinstance(exc, Exception) else f"interrupted: {exc}"
+                    code = 128 + (exc.signal or signal.SIGINT) if isinstance(exc, Interrupted) else 1
+                    return leave(message, multirun, code)
+                # An empty directory: the job's record says why it did not start (the next job there replaces it).
+                with contextlib.suppress(OSError):  # a directory that takes no writes: fail() says so
+                    begin(out_dir, cfg, hydra_cfg, lock, None)
+                return fail(exc, "start", out_dir, {}, start, NoLogger(), multirun)
             if previous.done:
                 log.info("%s already holds this run's results (metrics.json: ok): nothing to do (overwrite=true "
                          "runs it again)", out_dir)
                 return
-            # This directory's own checkpoint is newer than the one resume= started it from.
-            resume = previous.state or (rundir.resume_from(cfg.resume, run_config) if cfg.resume else None)
-            results["run_digest"] = rundir.digest(run_config)
-            make_logger = instantiate(cfg.logger, _partial_=True)
-            logger = make_logger(run_config=run_config, out_dir=out_dir,
-                                 job_name=hydra_cfg.job.override_dirname or out_dir.name,
-                                 sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
-            run(cfg, out_dir, logger, results, resume=resume, stop=stop)
-            results["stage"] = "record"
-            write_json(out_dir / rundir.METRICS, {**{k: v for k, v in results.items() if k != "stage"},
-                                                  "status": "ok", "wall_seconds": time.perf_counter() - start})
-        except Interrupted as exc:
-            stage = results.pop("stage", "start")
-            signum = exc.signal or stop.signal or signal.SIGINT
-            at = f" at step {exc.step}" if exc.step else ""
-            unsaved = record(out_dir, {**results, "status": "interrupted", "stage": stage,
-                                       "error": f"interrupted: {exc}", "interrupted_at_step": exc.step,
-                                       "wall_seconds": time.perf_counter() - start})
-            logger.finish(failed=True)
-            message = (f"interrupted by {signal.Signals(signum).name} in stage {stage}{at}; "
-                       f"continue with: {continue_command(out_dir)}{unsaved}")
-            if multirun:
-                stopped.touch()
-                log.warning(message)
-                return
-            to_log_file(logging.WARNING, message)
-            print(message, file=sys.stderr)
-            sys.exit(128 + signum)
-        except Exception as exc:
-            stage = results.pop("stage", "start")
-            bad_config = config_error(exc)
-            if isinstance(exc, rundir.RunDirInUse):  # its files belong to another run: write nothing there
-                log_failure(f"config error: {bad_config}", exc, multirun)
-                if multirun:
-                    return
-                sys.exit(f"config error: {bad_config}")
-            error = f"ConfigError: {bad_config}" if bad_config else f"{type(exc).__name__}: {exc}"
-            unsaved = record(out_dir, {**results, "status": "failed", "stage": stage, "error": error,
-                                       "wall_seconds": time.perf_counter() - start})
-            logger.finish(failed=True)
-            message = (f"config error: {bad_config}" if bad_config else
-                       f"job failed in stage {stage}: {error.splitlines()[0] if error else ''} "
-                       f"(traceback in {log_file()}){unsaved}")
-            log_failure(message, exc, multirun)
-            if multirun:
-                return
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            sys.exit(message)
+            results: dict = {"run_digest": rundir.digest(run_config)}
+            try:
+                begin(out_dir, cfg, hydra_cfg, lock, results["run_digest"])
+            except OSError as exc:  # a directory that takes no writes (full, read-only)
+                return fail(exc, "start", out_dir, results, start, NoLogger(), multirun)
+            execute(cfg, job, out_dir, run_config, results, resume, stop, start, multirun)
+        finally:
+            lock.release()
+
+
+def begin(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig, lock: rundir.RunLock, run_digest: str | None) -> None:
+    """The job starts in its directory: it holds it under its digest, its log file opens, .hydra/ records it."""
+    lock.start(run_digest)
+    runlog.start()
+    rundir.write_job_record(out_dir, cfg, hydra_cfg)
+
+
+def execute(cfg: DictConfig, job, out_dir: Path, run_config: dict, results: dict, resume, stop: StopSignals,
+            start: float, multirun: bool) -> None:
+    """Run the started job to its metrics.json: ok, failed or interrupted."""
+    hydra_cfg = HydraConfig.get()
+    logger = NoLogger()
+    try:
+        make_logger = instantiate(cfg.logger, _partial_=True)
+        logger = make_logger(run_config=run_config, out_dir=out_dir,
+                             job_name=hydra_cfg.job.override_dirname or out_dir.name,
+                             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
+        run(cfg, out_dir, logger, results, resume=resume, stop=stop, job=job)
+        results["stage"] = "record"
+        write_json(out_dir / rundir.METRICS, {**{k: v for k, v in results.items() if k != "stage"},
+                                              "status": "ok", "wall_seconds": time.perf_counter() - start})
+    except Interrupted as exc:
+        stage = results.pop("stage", "start")
+        signum = exc.signal or stop.signal or signal.SIGINT
+        at = f" at step {exc.step}" if exc.step else ""
+        unsaved = record(out_dir, {**results, "status": "interrupted", "stage": stage,
+                                   "error": f"interrupted: {exc}", "interrupted_at_step": exc.step,
+                                   "wall_seconds": time.perf_counter() - start})
+        logger.finish(failed=True)
+        message = (f"interrupted by {signal.Signals(signum).name} in stage {stage}{at}; "
+                   f"continue with: {continue_command(out_dir)}{unsaved}")
+        if multirun:
+            (Path(hydra_cfg.sweep.dir) / rundir.SWEEP_INTERRUPTED).touch()
+            log.warning(message)
+            return
+        runlog.to_file(logging.WARNING, message)
+        print(message, file=sys.stderr)
+        sys.exit(128 + signum)
+    except Exception as exc:
+        return fail(exc, results.pop("stage", "start"), out_dir, results, start, logger, multirun)
     results.pop("stage")
     results.update(status="ok", wall_seconds=time.perf_counter() - start)
     logger.summary(results)
@@ -169,5 +194,48 @@ def main(cfg: DictConfig) -> None:
     log.info("done in %.1f s: %s", results["wall_seconds"], out_dir / rundir.METRICS)
 
 
+def fail(exc: Exception, stage: str, out_dir: Path, results: dict, start: float, logger, multirun: bool) -> None:
+    """Record a failure of the started job in metrics.json and run.log (with the traceback), and say it in one line."""
+    message, error = failure_line(exc, stage, f" (traceback in {runlog.path()})")
+    unsaved = record(out_dir, {**results, "status": "failed", "stage": stage, "error": error,
+                               "wall_seconds": time.perf_counter() - start})
+    logger.finish(failed=True)
+    runlog.failure(message + unsaved, exc, multirun)
+    if multirun:
+        return
+    if SHOW_TRACEBACKS:
+        raise exc
+    sys.exit(message + unsaved)
+
+
+def yaml_error(exc: BaseException) -> yaml.MarkedYAMLError | None:
+    """The YAML syntax error behind an exception, if there is one."""
+    while exc is not None and not isinstance(exc, yaml.MarkedYAMLError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def cli() -> None:
+    """`python -m diffusion_runner`: Hydra's main, with Hydra's own errors printed as Hydra prints them, except a
+    YAML syntax error in a config file, which is one line naming the file, line and column instead of a traceback.
+    HYDRA_FULL_ERROR=1 shows every traceback."""
+    if SHOW_TRACEBACKS:
+        return main()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it would print, so that it reaches this function
+    try:
+        main()
+    except CompactHydraException as exc:
+        cause = f"\n{exc.__cause__}" if isinstance(exc.__cause__, OmegaConfBaseException) else ""
+        sys.exit(f"{exc}{cause}")
+    except Exception as exc:
+        bad = yaml_error(exc)
+        if bad is None:
+            raise
+        mark = bad.problem_mark or bad.context_mark
+        where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else "a config file"
+        context = f" ({bad.context})" if bad.context else ""
+        sys.exit(f"config error: {where}: YAML syntax: {bad.problem}{context}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

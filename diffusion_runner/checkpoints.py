@@ -8,11 +8,13 @@ every train.checkpoint_every steps and at the end, so an unfinished run can be c
 
 `ckpt_path` may name a checkpoint file, a run directory, or a sweep directory; in a sweep directory the job whose
 training configuration (TRAINING_KEYS) equals this job's is used, so a sweep over samplers or metrics reuses one
-trained model per (configuration, seed).
+trained model per (configuration, seed). A stored config is only compared, never built: the model is always this
+job's own, from this job's config.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from omegaconf import OmegaConf
 
 from diffusion_runner.atomic import atomic_path
 from diffusion_runner.errors import ConfigError, one_line
+
+log = logging.getLogger(__name__)
 
 FILE = "checkpoint.pt"
 MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
@@ -41,6 +45,11 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({one_line(e)})") from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ConfigError(f"ckpt_path: {path} is not a diffusion_runner checkpoint (no model weights and config)")
+    for key, kind in (("config", dict), ("model", dict), ("step", int)):
+        value = state.get(key)
+        if key in state and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"ckpt_path: {path} is not a diffusion_runner checkpoint (its {key} is a "
+                              f"{type(value).__name__}, not a {kind.__name__})")
     return state
 
 
@@ -61,8 +70,17 @@ def differences(theirs: dict[str, Any], mine: dict[str, Any], keys: tuple[str, .
             for k in sorted(a.keys() | b.keys()) if k not in IGNORED and a.get(k) != b.get(k)]
 
 
-def _job_config(job_dir: Path) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra/config.yaml"), resolve=True)
+def _job_config(job_dir: Path) -> dict[str, Any] | None:
+    """A job directory's stored config with its interpolations resolved (read as data: nothing in it is built);
+    None, with a warning, if it cannot be read."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra/config.yaml"), resolve=True)
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping")
+        return config
+    except Exception as e:
+        log.warning("ckpt_path: %s: unreadable, not considered (%s)", job_dir / ".hydra/config.yaml", one_line(e))
+        return None
 
 
 def find(ckpt_path: str, config: dict[str, Any]) -> Path:
@@ -78,7 +96,11 @@ def find(ckpt_path: str, config: dict[str, Any]) -> Path:
     jobs = sorted(p.parent.parent for p in path.glob("**/.hydra/config.yaml") if (p.parent.parent / FILE).is_file())
     if not jobs:
         raise ConfigError(f"ckpt_path: no {FILE} in {path} or in any job directory under it")
-    diffs = {job: differences(_job_config(job), config, TRAINING_KEYS) for job in jobs}
+    stored = {job: _job_config(job) for job in jobs}
+    jobs = [job for job in jobs if stored[job] is not None]
+    if not jobs:
+        raise ConfigError(f"ckpt_path: no job directory under {path} has a readable .hydra/config.yaml")
+    diffs = {job: differences(stored[job], config, TRAINING_KEYS) for job in jobs}
     best = min(jobs, key=lambda job: len(diffs[job]))
     if diffs[best]:
         raise ConfigError(f"ckpt_path: none of the {len(jobs)} jobs under {path} was trained with this job's "

@@ -8,6 +8,7 @@ generators with noise 0, then (x - mean) / std * 2 with one scalar mean and std.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -19,6 +20,7 @@ from sklearn import datasets as skd
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.stored import subclasses
 
 # Normalisation constants and dataset scale are estimated once, from this many points of a fixed seed.
 _REFERENCE_N = 100_000
@@ -212,3 +214,8 @@ class Checkerboard(NormalisedCurve):
             x = rng.uniform(-2 * np.pi, 2 * np.pi, size=(2 * (n - len(out)) + 16, 2))
             out = np.concatenate([out, x[np.sin(x[:, 0]) * np.sin(x[:, 1]) < 0]])
         return out[:n]
+
+
+def constructors() -> set:
+    """What a dataset config's `_target_` may name: every concrete Dataset class, and the factory ring_mixture."""
+    return {c for c in subclasses(Dataset) if not inspect.isabstract(c)} | {ring_mixture}

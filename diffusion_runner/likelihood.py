@@ -18,7 +18,7 @@ from diffusion_runner.metrics import EvalContext, Metric, Output
 from diffusion_runner.ode import check_solver, integrate
 from diffusion_runner.sdes import SDE, ScoreFn
 
-DIVERGENCES = ("exact", "hutchinson")
+DIVERGENCES = ("auto", "exact", "hutchinson")
 
 
 def log_likelihood(score_fn: ScoreFn, sde: SDE, x: Tensor, *, divergence: str = "exact", probe: str = "rademacher",
@@ -50,34 +50,47 @@ class Likelihood(Metric):
     """`nll` = E_q[-log p_theta(x)] over `n_points` fresh draws x of the dataset, in nats and in bits per dimension
     (`nll_bpd` = nll / (D ln 2)); for datasets with a density also `kl_ode` = E_q[log q(x) - log p_theta(x)] =
     KL(q || p_theta), the writeup's KL without a KDE, and `data_entropy` = E_q[-log q], nll's floor.
-    `divergence`: `exact` (one backward pass per coordinate; low dimension) or `hutchinson` (one pass, unbiased).
-    Also reports `nll_nfe` (score evaluations) and the standard errors of the means (`nll_se`, `kl_ode_se`).
+    `divergence`: `exact` (one backward pass per coordinate; low dimension), `hutchinson` (one pass, unbiased) or
+    `auto`: exact up to `exact_max_dim` data dimensions, Hutchinson beyond (the exact divergence costs one backward
+    pass per dimension). The one used is recorded as `nll_divergence`. Also reports `nll_nfe` (score evaluations)
+    and the standard errors of the means (`nll_se`, `kl_ode_se`; with Hutchinson they include the probe's variance).
     For conditional samples the draws come from the requested component and p_theta is the guided model's."""
 
     needs_model_density = True
     outputs = {"nll": Output(ratio=False), "data_entropy": Output(better=None, vs_oracle=False, floor_of="nll"),
                "kl_ode": Output(ratio=False)}
 
-    def __init__(self, n_points: int = 4000, divergence: str = "exact", probe: str = "rademacher",
-                 method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5):
+    def __init__(self, n_points: int = 4000, divergence: str = "auto", exact_max_dim: int = 10,
+                 probe: str = "rademacher", method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5):
         if not isinstance(n_points, int) or n_points < 2:
             raise ConfigError(f"eval.metrics.likelihood.n_points: must be an integer >= 2, got {n_points!r}")
         if divergence not in DIVERGENCES:
             raise ConfigError(f"eval.metrics.likelihood.divergence: '{divergence}' is not one of {list(DIVERGENCES)}")
         if probe not in PROBES:
             raise ConfigError(f"eval.metrics.likelihood.probe: '{probe}' is not one of {list(PROBES)}")
+        if isinstance(exact_max_dim, bool) or not isinstance(exact_max_dim, int) or exact_max_dim < 1:
+            raise ConfigError(f"eval.metrics.likelihood.exact_max_dim: must be an integer >= 1, got {exact_max_dim!r}")
         check_solver(method, rtol, atol, "eval.metrics.likelihood")
         self.n_points, self.divergence, self.probe = n_points, divergence, probe
+        self.exact_max_dim = exact_max_dim
         self.method, self.rtol, self.atol = method, float(rtol), float(atol)
 
-    def __call__(self, ctx: EvalContext) -> dict[str, float]:
+    def divergence_for(self, dim: int) -> str:
+        """The divergence estimator used for data of `dim` dimensions."""
+        if self.divergence != "auto":
+            return self.divergence
+        return "exact" if dim <= self.exact_max_dim else "hutchinson"
+
+    def __call__(self, ctx: EvalContext) -> dict[str, float | str]:
         x = torch.as_tensor(ctx.dataset.sample(self.n_points, ctx.rng), device=ctx.device)
         generator = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**63)))
-        log_p, nfe = log_likelihood(ctx.score_fn, ctx.sde, x, divergence=self.divergence, probe=self.probe,
+        dim = x[0].numel()
+        divergence = self.divergence_for(dim)
+        log_p, nfe = log_likelihood(ctx.score_fn, ctx.sde, x, divergence=divergence, probe=self.probe,
                                     generator=generator, method=self.method, rtol=self.rtol, atol=self.atol)
         log_p = log_p.cpu()
-        dim = x[0].numel()
-        out = {"nll": float(-log_p.mean()), "nll_se": float(log_p.std() / math.sqrt(self.n_points)), "nll_nfe": nfe}
+        out = {"nll": float(-log_p.mean()), "nll_se": float(log_p.std() / math.sqrt(self.n_points)), "nll_nfe": nfe,
+               "nll_divergence": divergence}
         out["nll_bpd"] = out["nll"] / (dim * math.log(2))
         if ctx.dataset.has_density:
             log_q = ctx.dataset.log_prob(x.cpu().double())

@@ -54,8 +54,9 @@ class Metric(ABC):
     max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)
 
     @abstractmethod
-    def __call__(self, ctx: EvalContext) -> dict[str, float]:
-        """name -> value for the names in `outputs` (and any extra diagnostics)."""
+    def __call__(self, ctx: EvalContext) -> dict[str, float | str]:
+        """name -> value for the names in `outputs` (and any extra diagnostics: numbers, or text naming a choice the
+        metric made, listed in diffusion_runner.rundir.TEXT_FIELDS)."""
 
 
 def _positive(value: int, key: str) -> int:

@@ -3,7 +3,8 @@ writing the run directory.
 
 Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (the
 training state, every train.checkpoint_every steps and at the end; none when the model is loaded), samples.png,
-density.png, trajectory.png, loss.png (trained models only); Hydra adds .hydra/ and the log.
+density.png, trajectory.png, loss.png (trained models only); the job's .hydra/ record and run.log are
+written by the entry point (diffusion_runner.__main__).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import time
 import zlib
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,35 +189,52 @@ def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarr
         rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
         values = metric(EvalContext(samples, parts.target, rng, score_fn, parts.sde, device, labels, parts.dataset))
         log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
-                 ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
+                 ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4f}" for k, v in values.items()))
         results.update(values)
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        bad = [k for k, v in values.items() if not isinstance(v, str) and not math.isfinite(v)]
         if bad:
             raise FloatingPointError(f"metric {name} gave non-finite {', '.join(bad)}")
     results["eval_seconds"] = time.perf_counter() - start
 
 
-def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume: dict[str, Any] | None = None,
-        stop: StopSignals | None = None) -> None:
-    """Train (or load `ckpt_path`) -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each
-    stage ends, so a failure keeps what was done before it; results["stage"] names the stage under way.
-    `resume` and `stop` go to the train stage (fit)."""
-    results["stage"] = "build"
+@dataclass
+class Job:
+    """What a job is built into before it starts (setup): its parts and the device."""
+
+    parts: Parts
+    device: torch.device
+
+
+def setup(cfg: DictConfig) -> Job:
+    """Check the whole config and build the job's parts, touching no file: a ConfigError here means the job never
+    started, so its run directory is left as it was."""
     validate(cfg)
     if cfg.seed < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {cfg.seed}")
+    if cfg.ckpt_path and cfg.resume:
+        raise ConfigError("ckpt_path: samples from a finished model; it cannot be combined with resume, which "
+                          "continues training")
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
     parts = build(cfg, device)
     check_prior(parts.sde, parts.dataset)
+    return Job(parts, device)
+
+
+def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume: dict[str, Any] | None = None,
+        stop: StopSignals | None = None, job: Job | None = None) -> None:
+    """Train (or load `ckpt_path`) -> sample -> evaluate -> plot, filling `results` (metrics.json's numbers) as each
+    stage ends, so a failure keeps what was done before it; results["stage"] names the stage under way.
+    `job`: what setup(cfg) built (built here if not given); `resume` and `stop` go to the train stage (fit)."""
+    results["stage"] = "build"
+    if job is None:
+        job = setup(cfg)
+    parts, device = job.parts, job.device
     results.update(device=str(device), torch_threads=torch.get_num_threads())
     log.info("job: %s on %s -> %s", type(parts.model).__name__, device, out_dir)
 
     results["stage"] = "train"
-    if cfg.ckpt_path and (cfg.resume or resume):
-        raise ConfigError("ckpt_path: samples from a finished model; it cannot be combined with resume, which "
-                          "continues training")
     model, stage = (restore(cfg, parts) if cfg.ckpt_path else
                     fit(cfg, parts, device, out_dir, logger, resume=resume, stop=stop))
     results.update(stage)

@@ -7,6 +7,10 @@ Two comparisons with the oracle: the ratio of means, and the excess paired by se
 (metric - oracle's metric at the same seed). Jobs with the same seed draw the same evaluation references, so
 the paired excess cancels most of the evaluation noise that the spread of either row contains.
 
+Nothing a sweep directory stores is run: job configs are read as data (diffusion_runner.stored), and the ground
+truth of the density figure is built only from the project's own dataset classes. A job whose stored dataset is
+not one of them, or whose metrics.json holds a value of the wrong type or range, is counted as failed and named.
+
 Written into the sweep directory: results.md, results.csv, results_bars.png (metrics with error bars) and
 results_densities.png (ground truth and one generated density per configuration). Hydra calls SweepReport at
 the end of every multirun; `python -m diffusion_runner.report SWEEP_DIR` rebuilds the same files from any
@@ -31,14 +35,20 @@ import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from hydra.utils import get_class, instantiate
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from diffusion_runner import plots, rundir
+from diffusion_runner import (
+    data,
+    likelihood,  # noqa: F401  (its metric is one of the project's metrics)
+    plots,
+    rundir,
+    stored,
+)
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.errors import one_line
-from diffusion_runner.metrics import Output
+from diffusion_runner.metrics import Metric, Output
+from diffusion_runner.models.base import ScoreModel
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,7 @@ class Job:
     overrides: list[str]
     config: dict[str, Any]
     metrics: dict[str, Any]
+    dataset: data.Dataset | None = None  # built from the stored config's dataset node (for the density figure)
 
     @property
     def status(self) -> str:
@@ -62,7 +73,8 @@ class Job:
 
     @property
     def is_oracle(self) -> bool:
-        return self.config.get("model", {}).get("_target_", "").endswith(".Oracle")
+        model = stored.lookup((self.config.get("model") or {}).get("_target_"), stored.subclasses(ScoreModel))
+        return bool(model is not None and model.is_oracle)
 
 
 @dataclass
@@ -143,6 +155,9 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
             log.warning("%s: unreadable job record, set aside (%s)", path / ".hydra", one_line(e))
             continue
         found.append(Job(path, [str(o) for o in listed], config, rundir.read_metrics(path / rundir.METRICS)))
+    datasets: dict[str, Any] = {}
+    for job in found:
+        read_dataset(job, datasets)
     found.sort(key=lambda j: (len(j.path.parts), int(j.path.name) if j.path.name.isdigit() else 0, str(j.path)))
     expected = expected_jobs(hydra_cfg or sweep_hydra_config(sweep_dir))
     if expected is None:
@@ -151,6 +166,24 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
     jobs = [by_overrides.pop(tuple(o), None) or Job(sweep_dir / str(i), list(o), {}, {})
             for i, o in enumerate(expected)]
     return jobs, [j.path for j in by_overrides.values()]
+
+
+def read_dataset(job: Job, built: dict[str, Any]) -> None:
+    """Build the job's dataset from its stored config, only as one of the project's own datasets (the same node
+    builds once, through `built`); a job whose dataset cannot be built so is counted as failed, named in one line."""
+    node = job.config.get("dataset")
+    key = json.dumps(node, sort_keys=True, default=str)
+    if key not in built:
+        try:
+            built[key] = stored.build(node, data.constructors(), "dataset", "datasets")
+        except stored.StoredConfigError as e:
+            built[key] = e
+    if isinstance(built[key], stored.StoredConfigError):
+        error = f"{job.path / '.hydra/config.yaml'}: {built[key]}"
+        log.warning("%s: not read (nothing in a stored config is run)", error)
+        job.metrics = {**job.metrics, "status": "failed", "error": error}
+    else:
+        job.dataset = built[key]
 
 
 def _is_seed(override: str) -> bool:
@@ -192,6 +225,13 @@ def format_stat(stat: tuple[float, float, int] | None, digits: int = 4) -> str:
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _cell(row: Row, metric: str, digits: int) -> str:
+    """The row's statistic of a metric, saying over how many jobs when some of its finished jobs lack a value."""
+    stat, done = row.stats.get(metric), row.count("ok")
+    text = format_stat(stat, digits)
+    return f"{text} ({stat[2]} of {done} jobs)" if stat is not None and stat[2] < done else text
+
+
 def _ratio(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.3f}"
 
@@ -202,11 +242,10 @@ def declared_outputs(rows: list[Row]) -> dict[str, Output]:
     found: dict[str, Output] = {}
     for row in rows:
         for node in ((row.config.get("eval") or {}).get("metrics") or {}).values():
-            try:
-                declared = get_class(node["_target_"]).outputs
-            except Exception:  # a metric this version no longer has: its numbers stay in the csv, undeclared
+            metric = stored.lookup(node.get("_target_") if isinstance(node, dict) else None, stored.subclasses(Metric))
+            if metric is None:  # not one of this version's metrics: its numbers stay in the csv, undeclared
                 continue
-            for name, output in declared.items():
+            for name, output in metric.outputs.items():
                 found.setdefault(name, output)
     present = {m for r in rows for m in r.stats}
     return {name: output for name, output in found.items() if name in present}
@@ -239,7 +278,7 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
     out.write("| configuration | jobs ok / failed / interrupted / missing | " + " | ".join(columns) + " |\n|"
               + "---|" * (len(columns) + 2) + "\n")
     for r in rows:
-        cells = [format_stat(r.stats.get(m), 1 if m in TIMINGS else 4) for m in columns]
+        cells = [_cell(r, m, 1 if m in TIMINGS else 4) for m in columns]
         out.write(f"| `{r.key}` | {r.count('ok')} / {r.count('failed')} / {r.count('interrupted')} / "
                   f"{r.count('missing')} | "
                   + " | ".join(cells) + " |\n")
@@ -361,7 +400,7 @@ def density_grid(rows: list[Row], path: Path) -> None:
         samples = np.load(job.path / "samples.npy")
         dataset_key = json.dumps(job.config["dataset"], sort_keys=True)
         if dataset_key not in truths:
-            truth = instantiate(OmegaConf.create(job.config["dataset"])).sample(len(samples), np.random.default_rng(0))
+            truth = job.dataset.sample(len(samples), np.random.default_rng(0))
             truths[dataset_key] = plots.plot_limits(truth)
             name = job.config["dataset"]["_target_"].rsplit(".", 1)[-1]
             panels.append((f"ground truth\n({name})", truth, truths[dataset_key]))

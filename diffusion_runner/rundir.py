@@ -1,32 +1,53 @@
 """What a job's run directory holds before the job starts, and what the job does about it.
 
-- nothing of a run: start;
+One job at a time holds a directory: `RunLock` takes an OS-level lock (fcntl) on its `.lock` file, released when
+the process ends, kill -9 included; a second job into a held directory is refused in one line naming the holder.
+Then, from what the directory holds (`prepare`):
+
+- nothing of a run, or only a failed job's record (no results): start;
 - this run's own results (metrics.json says ok, same configuration): nothing to do;
-- this run's unfinished attempt (same configuration): continue from its checkpoint.pt, or start over without one;
+- this run's unfinished attempt (same configuration): continue from its checkpoint.pt, or start over without one
+  (a job sampling a loaded model, `ckpt_path=`, has none: the `.lock` file names the last job that started here);
 - another run's outputs: refused, unless overwrite=true, which removes them first.
 
-"Same configuration" ignores what cannot change the results (RUN_IGNORED). Hydra rewrites .hydra/ and appends to
-run.log before a job starts; every other file here belongs to one run.
+A job refused here, or failing before it starts, leaves the directory exactly as it was: Hydra writes no .hydra/
+(hydra.output_subdir is null) and the log file opens only once the job starts (diffusion_runner.runlog); the job
+writes its own .hydra/ record (`write_job_record`) when it starts. "Same configuration" ignores what cannot change
+the results (RUN_IGNORED).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
+import math
+import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from diffusion_runner import checkpoints
+from diffusion_runner.atomic import write_text
 from diffusion_runner.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.json"
+LOCK = ".lock"  # held by the job running in the directory; names it (pid, host, command) and its run_digest
+RECORD = ".hydra"  # the job's composed config, Hydra's config and the command-line overrides
 OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "samples.png", "density.png", "trajectory.png",
            "loss.png", "wandb")
+# metrics.json: these fields hold text (or null); every other field a finite number (or null).
+TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence"}
+MAX_MAGNITUDE = 1e12  # no number a job records comes near this: a larger one is a hand edit or a corrupt file
 SWEEP_INTERRUPTED = ".interrupted"  # in a sweep directory: a job was interrupted, start no more (cleared per sweep)
 RUN_IGNORED = ("logger", "threads", "device", "resume", "overwrite")  # sections that do not change the results
 
@@ -51,8 +72,10 @@ def digest(config: dict[str, Any]) -> str:
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    """A job's metrics.json; {} if there is none (the job never finished); a failed status naming the file if it
-    cannot be read or is not a job's record."""
+    """A job's metrics.json; {} if there is none (the job never finished). A failed status naming the file if it
+    cannot be read or is not a job's record; a failed status naming the file and the key if a value is of the wrong
+    type or out of range (text where a number belongs, NaN, infinity, |x| > MAX_MAGNITUDE), with the bad values
+    dropped and the rest kept."""
     if not path.exists():
         return {}
     try:
@@ -62,7 +85,29 @@ def read_metrics(path: Path) -> dict[str, Any]:
     except Exception as e:
         log.warning("%s: unreadable, read as a failed job (%s)", path, one_line(e))
         return {"status": "failed", "error": f"unreadable {path.name}: {one_line(e)}"}
+    bad = {key: problem for key, value in metrics.items() if (problem := _bad_value(key, value))}
+    if bad:
+        first = next(iter(bad))
+        error = f"{path}: {first}: {bad[first]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        log.warning("%s, read as a failed job", error)
+        metrics = {k: v for k, v in metrics.items() if k not in bad}
+        metrics.update(status="failed", error=error)
     return metrics
+
+
+def _bad_value(key: str, value: Any) -> str | None:
+    """Why a metrics.json value cannot be read as what its key holds; None if it can."""
+    if value is None:
+        return None
+    if key in TEXT_FIELDS:
+        return None if isinstance(value, str) else f"must be text, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if abs(value) > MAX_MAGNITUDE:
+        return f"{value:g} is out of range (|x| <= {MAX_MAGNITUDE:g})"
+    return None
 
 
 def remove_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
@@ -76,8 +121,9 @@ def remove_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
     return removed
 
 
-def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Previous:
-    """Decide, from what `out_dir` holds, whether this job skips, continues or starts; clear what it replaces."""
+def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool, owner: str | None = None) -> Previous:
+    """Decide, from what `out_dir` holds, whether this job skips, continues or starts; clear what it replaces.
+    `owner`: the run_digest of the last job that started in the directory (RunLock.owner), if known."""
     present = [name for name in OUTPUTS if (out_dir / name).exists()]
     if not present:
         return Previous()
@@ -89,6 +135,10 @@ def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Previous:
     metrics = read_metrics(out_dir / METRICS)
     if metrics.get("status") == "ok" and metrics.get("run_digest") == mine:
         return Previous(done=True)
+    if present == [METRICS] and metrics.get("status") == "failed":
+        log.info("%s held only a failed job's record (%s): replaced", out_dir, metrics.get("error", "no error"))
+        remove_outputs(out_dir)
+        return Previous()
     where = f"hydra.run.dir: {out_dir} already holds"
     if (out_dir / checkpoints.FILE).is_file():
         try:
@@ -102,7 +152,7 @@ def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Previous:
                               f"overwrite=true to replace it")
         remove_outputs(out_dir, keep=(checkpoints.FILE,))
         return Previous(state=state)
-    if metrics.get("run_digest") == mine:  # this run failed or stopped before it saved a checkpoint
+    if mine in (metrics.get("run_digest"), owner):  # this run failed or stopped with no checkpoint to continue from
         remove_outputs(out_dir)
         return Previous()
     raise RunDirInUse(f"{where} {', '.join(present)} of another run; pick a new directory, or add overwrite=true to "
@@ -125,3 +175,112 @@ def resume_from(path: str, config: dict[str, Any]) -> dict[str, Any]:
     if "optimizer" not in state:
         raise ConfigError(f"resume: {file} holds no training state (a model without parameters?)")
     return state
+
+
+class RunLock:
+    """The lock of one run directory, held by the job running there: fcntl.flock on `out_dir/.lock`, which the OS
+    releases when the process ends (kill -9 included). The file names its holder (pid, host, command) and, once
+    the job starts (`start`), the run_digest of what the job writes there, so a later job with the same
+    configuration can continue an attempt that left no checkpoint.
+
+    A job refused before it starts (`release` without `start`) puts back the file as it found it: restored, or
+    removed if it made it, so the directory is left exactly as it was. As a context manager: acquire, then release.
+    """
+
+    def __init__(self, out_dir: Path, command: str):
+        self.path, self.command = Path(out_dir) / LOCK, command
+        self.fd: int | None = None
+        self.before: bytes | None = None  # the file's bytes before this job took it; None if it made the file
+        self.fresh = False  # the directory held nothing at all before this job
+        self.started = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock, or raise RunDirInUse naming the job that holds it."""
+        while True:
+            try:
+                fd, made = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, made = os.open(self.path, os.O_RDWR), False
+                except FileNotFoundError:  # removed between the two calls by a job that was refused: try again
+                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = os.pread(fd, 4096, 0)
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise RunDirInUse(f"hydra.run.dir: {self.path.parent} is in use by {_describe(holder)}; wait for "
+                                  f"it to end, or pick another directory") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file a refused job removed after this one opened it
+                break
+            os.close(fd)
+        self.fd = fd
+        self.before = None if made else os.pread(fd, 1 << 16, 0)
+        self.fresh = all(p.name == LOCK for p in self.path.parent.iterdir())
+        self._write({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                     "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+    @property
+    def owner(self) -> str | None:
+        """The run_digest the last job that started here recorded, if any."""
+        try:
+            return json.loads(self.before or b"{}").get("run_digest")
+        except (ValueError, AttributeError):
+            return None
+
+    def start(self, run_digest: str | None) -> None:
+        """The job starts here: the file keeps naming it, with the digest of the run it writes."""
+        self.started = True
+        holder = json.loads(os.pread(self.fd, 1 << 16, 0))
+        self._write({**holder, "run_digest": run_digest})
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        if not self.started:
+            if self.before is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                self._write_bytes(self.before)
+        os.close(self.fd)
+        self.fd = None
+
+    def _write(self, holder: dict[str, Any]) -> None:
+        self._write_bytes(json.dumps(holder).encode() + b"\n")
+
+    def _write_bytes(self, data: bytes) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+        os.fsync(self.fd)
+
+
+def _describe(holder: bytes) -> str:
+    """'job <pid> on <host> since <time> (<command>)' from a lock file's contents."""
+    try:
+        info = json.loads(holder)
+        return f"job {info['pid']} on {info['host']} since {info['since']} ({info['command']})"
+    except (ValueError, KeyError, TypeError):
+        return "another job (starting)"
+
+
+def write_job_record(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml as Hydra writes them, once the job starts in `out_dir`."""
+    record = Path(out_dir) / RECORD
+    record.mkdir(exist_ok=True)
+    hydra_node = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)})
+    write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(record / "hydra.yaml", OmegaConf.to_yaml(hydra_node))
+    write_text(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))

@@ -36,11 +36,11 @@ def validate(cfg: DictConfig) -> None:
         node = cfg.get(section) if section else cfg
         _check_known(node.keys() if node is not None else [], {f.name for f in fields(schema)}, section)
     for key in ("dataset", "sde", "loss", "model", "sampler", "logger"):
-        _check_target_node(cfg[key], key)
+        check_target_node(cfg[key], key)
     for key in ("optimizer", "scheduler"):
-        _check_target_node(cfg.train[key], f"train.{key}")
+        check_target_node(cfg.train[key], f"train.{key}")
     for name, node in cfg.eval.metrics.items():
-        _check_target_node(node, f"eval.metrics.{name}")
+        check_target_node(node, f"eval.metrics.{name}")
 
 
 def _check_finite(node: Any, key: str) -> None:
@@ -112,7 +112,7 @@ def _hints(target: Any) -> dict[str, Any]:
     return hints
 
 
-def _check_target_node(node: Any, key: str) -> None:
+def check_target_node(node: Any, key: str) -> None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     try:
@@ -130,7 +130,7 @@ def _check_target_node(node: Any, key: str) -> None:
             continue
         value = _value(node, name)
         if isinstance(value, DictConfig):
-            _check_target_node(value, f"{key}.{name}")
+            check_target_node(value, f"{key}.{name}")
         elif name in hints:
             _check_type(value, hints[name], f"{key}.{name}")
 

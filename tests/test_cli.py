@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def test_job_end_to_end_writes_every_file(tmp_path):
     assert "step 300/300" in log and "steps/s" in log
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "ok"
+    assert metrics["nll_divergence"] == "exact"  # 2-D data: the exact divergence (auto)
     for key in ("kl_kde", "kl_kde_floor", "chamfer", "emd", "train_seconds", "sample_seconds", "eval_seconds"):
         assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
     samples = np.load(out / "samples.npy")
@@ -91,8 +93,8 @@ def test_a_runtime_failure_is_one_line_naming_the_stage_and_the_log_which_holds_
     proc = cli(*args, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line == (f"job failed in stage train: FloatingPointError: training diverged: the loss is nan at step "
-                    f"{line.split('at step ')[1].split()[0]} (traceback in {out / 'run.log'})")
+    assert re.fullmatch(rf"job failed in stage train: FloatingPointError: training diverged: the loss is (nan|inf) "
+                        rf"at step \d+ \(traceback in {re.escape(str(out / 'run.log'))}\)", line), line
     assert "Traceback (most recent call last)" in (out / "run.log").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["stage"] == "train"
@@ -114,3 +116,18 @@ def test_wandb_online_without_a_server_falls_back_to_offline_and_says_so(tmp_pat
     (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
     assert b"kl_kde" in run_file.read_bytes()
     assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_a_yaml_syntax_error_in_a_config_file_is_one_line_naming_the_file_and_line(tmp_path):
+    (tmp_path / "conf/experiment").mkdir(parents=True)
+    bad = tmp_path / "conf/experiment/broken.yaml"
+    bad.write_text("# @package _global_\ntrain:\n  steps: [1000, 2000\n  batch_size: 64\n")
+    proc = cli(f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=broken", cwd=tmp_path)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"config error: {bad}, line 4, column ") and "YAML syntax" in line
+    assert not (tmp_path / "outputs").exists()
+    full = subprocess.run([sys.executable, "-m", "diffusion_runner", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+                           "+experiment=broken"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback (most recent call last)" in full.stderr

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from diffusion_runner.build import build
 from diffusion_runner.data import GaussianMixture
+from diffusion_runner.errors import ConfigError
 from diffusion_runner.likelihood import Likelihood, log_likelihood
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.models import Oracle
@@ -77,3 +78,11 @@ def test_a_worse_model_has_a_larger_kl_ode():
     out = Likelihood(n_points=500, rtol=1e-3, atol=1e-3)(ctx)
     assert out["kl_ode"] > 0.5 and out["kl_ode"] > 10 * out["kl_ode_se"]
     assert out["nll"] == pytest.approx(out["data_entropy"] + out["kl_ode"], rel=1e-6)
+
+
+def test_auto_divergence_is_exact_in_low_dimension_and_hutchinson_beyond():
+    metric = Likelihood(exact_max_dim=10)
+    assert [metric.divergence_for(d) for d in (1, 10, 11, 64)] == ["exact", "exact", "hutchinson", "hutchinson"]
+    assert Likelihood(divergence="exact").divergence_for(64) == "exact"
+    with pytest.raises(ConfigError, match="eval.metrics.likelihood.exact_max_dim: must be an integer >= 1"):
+        Likelihood(exact_max_dim=0)

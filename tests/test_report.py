@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
-from diffusion_runner.report import main, write_report
+from diffusion_runner.report import SweepReport, main, write_report
 
 GMM8 = {"_target_": "diffusion_runner.data.ring_mixture", "n_modes": 8, "radius": 4.0, "std": 0.5, "weights": None}
 SAMPLER = {"_target_": "diffusion_runner.samplers.EulerMaruyama", "steps": 1000}
@@ -130,12 +131,89 @@ def test_a_truncated_or_tampered_metrics_file_counts_as_failed_and_the_rest_is_r
     (sweep / "0/.hydra/config.yaml").write_text("[unclosed")  # a job record that cannot be read
     rows = {r.key: r for r in write_report(sweep)}
     inv_var = rows["+row=ddpm_inv_var"]
-    assert inv_var.count("failed") == 2 and inv_var.count("ok") == 1
-    assert "kl_kde" not in inv_var.stats and inv_var.stats["chamfer"][0] == pytest.approx(0.29)  # NaN: no value
-    assert "unreadable metrics.json" in (sweep / "results.md").read_text()
+    assert inv_var.count("failed") == 3 and inv_var.count("ok") == 0 and not inv_var.stats
+    text = (sweep / "results.md").read_text()
+    assert "unreadable metrics.json" in text and f"{sweep / '3/metrics.json'}: kl_kde: must be a finite number" in text
     assert rows["+row=ddpm_oracle"].count("ok") == 1  # job 0 set aside, job 1 reported
+
+
+@pytest.mark.parametrize("value, problem", [("0.5", "must be a number, got '0.5'"), (1e308, "is out of range"),
+                                            (float("inf"), "must be a finite number"), (True, "must be a number")])
+def test_a_hand_edited_value_fails_its_job_by_file_and_key_and_the_others_are_summarised(sweep, value, problem):
+    (sweep / "3/metrics.json").write_text(json.dumps({**ok(0.35, 0.29), "chamfer": value}))
+    with pytest.raises(SystemExit):
+        main([str(sweep)])
+    rows = {r.key: r for r in write_report(sweep)}
+    inv_var = rows["+row=ddpm_inv_var"]
+    assert inv_var.count("ok") == 1 and inv_var.count("failed") == 2
+    mean, _, n = inv_var.stats["chamfer"]
+    assert mean == pytest.approx(0.27) and n == 1
+    assert f"{sweep / '3/metrics.json'}: chamfer: " in (sweep / "results.md").read_text()
+    assert problem in (sweep / "results.md").read_text()
+    assert read_csv(sweep / "results.csv")["+row=ddpm_inv_var"]["chamfer_mean"] == "0.27"
+
+
+def test_a_value_some_finished_jobs_lack_is_summarised_saying_over_how_many(sweep):
+    (sweep / "3/metrics.json").write_text(json.dumps({k: v for k, v in ok(0.35, 0.29).items() if k != "emd"}))
+    write_report(sweep)
+    row = next(line for line in (sweep / "results.md").read_text().splitlines() if "`+row=ddpm_inv_var`" in line)
+    assert "0.2500 (1 of 2 jobs)" in row and "(1 of 2 jobs)" not in row.split("0.2500")[0]
 
 
 def test_rebuild_of_an_empty_directory_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no job directories"):
         write_report(tmp_path)
+
+
+def tampered_nodes(tmp_path):
+    """Stored dataset nodes that, if instantiated, would write the file `target` (a sweep directory is something
+    people share and download)."""
+    target, source = tmp_path / "written_by_a_stored_config", tmp_path / "shipped.txt"
+    source.write_text("shipped with the directory")
+    return target, [
+        {"_target_": "pathlib.Path.touch", "_args_": [str(target)]},
+        {"_target_": "shutil.copy", "_args_": [str(source), str(target)]},
+        {"_target_": "builtins.open", "file": str(target), "mode": "w"},
+        {"_target_": "torch.save", "obj": [1], "f": str(target)},
+        {**GMM8, "std": {"_target_": "pathlib.Path.touch", "self": str(target)}},  # nested in a real dataset
+    ]
+
+
+def tamper(sweep, num, dataset):
+    path = sweep / str(num) / ".hydra/config.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "dataset": dataset}, sort_keys=False))
+
+
+def test_the_report_runs_nothing_from_stored_configs_and_names_each_tampered_job(tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    target, nodes = tampered_nodes(tmp_path)
+    ok_jobs = [0, 1, 2, 3, 6]  # the fixture's finished jobs
+    for num in range(7):
+        overrides = [f"+row=r{num}", f"seed={num}"]
+        make_job(sweep, num, overrides, VP, MLP, ok(0.3 + num / 100, 0.26) if num in ok_jobs else None)
+    for num, node in zip(ok_jobs, nodes, strict=True):
+        tamper(sweep, num, node)
+    with pytest.raises(SystemExit) as info:
+        main([str(sweep)])
+    assert not target.exists()
+    assert str(info.value).startswith("report: ") and "did not finish ok" in str(info.value)
+    lines = [r.getMessage() for r in caplog.records if "nothing in a stored config is run" in r.getMessage()]
+    assert all("\n" not in line for line in lines)
+    assert len(lines) == len(nodes) and all("dataset" in line for line in lines)
+    assert {int(line.split(str(sweep) + "/")[1].split("/")[0]) for line in lines} == set(ok_jobs)
+    text = (sweep / "results.md").read_text()
+    assert "'pathlib.Path.touch' is not one of the project's datasets" in text
+    assert "dataset.std: a stored config is read only as plain values" in text
+    assert (sweep / "results.csv").exists()
+
+
+def test_the_end_of_sweep_callback_runs_nothing_from_stored_configs(sweep, tmp_path):
+    target, nodes = tampered_nodes(tmp_path)
+    tamper(sweep, 0, nodes[0])
+    tamper(sweep, 1, nodes[3])
+    with pytest.raises(SystemExit, match="jobs did not finish ok"):
+        SweepReport().on_multirun_end(config=OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert not target.exists()
+    rows = {r.key: r for r in write_report(sweep)}
+    assert rows["+row=ddpm_oracle"].count("failed") == 2  # both tampered jobs
+    assert rows["+row=ddpm_inv_var"].count("ok") == 2  # the others are reported

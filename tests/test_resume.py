@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -149,3 +150,64 @@ def test_resume_continues_another_directorys_unfinished_run_and_its_own_once_it_
     mismatch = cli(*LONG, "sde=ou", f"resume={first}", f"hydra.run.dir={tmp_path / 'third'}", cwd=tmp_path)
     (line,) = mismatch.stderr.strip().splitlines()
     assert mismatch.returncode == 1 and line.startswith("config error: resume: ") and "sde" in line
+
+
+# Sampling a loaded model long enough to be killed in each stage: a slow sampler, then a slow likelihood.
+FROM_CKPT = [*(o for o in TINY if not o.startswith(("sampler.steps=", "eval.n_samples=", "eval.metrics.likelihood.n"))),
+             "sampler=euler_maruyama", "sampler.steps=400", "eval.n_samples=4000",
+             "eval.metrics.likelihood.n_points=2000"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A trained run, and the results of sampling it with FROM_CKPT uninterrupted."""
+    root = tmp_path_factory.mktemp("ckpt")
+    assert cli(*TINY, f"hydra.run.dir={root / 'trained'}", cwd=root).returncode == 0
+    out = root / "straight"
+    proc = cli(*FROM_CKPT, f"ckpt_path={root / 'trained'}", f"hydra.run.dir={out}", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "trained", results(out)
+
+
+def wait_for_text(path, text, timeout=120):
+    end = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < end, f"{text!r} never appeared in {path}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("stage", ["sample", "evaluate"])
+def test_a_ckpt_path_job_killed_with_sigkill_continues_to_identical_metrics(checkpoint, tmp_path, stage):
+    trained, straight = checkpoint
+    out = tmp_path / "job"
+    args = (*FROM_CKPT, f"ckpt_path={trained}", f"hydra.run.dir={out}")
+    proc = start(*args, cwd=tmp_path)
+    if stage == "sample":
+        wait_for_text(out / "run.log", "no training")
+    else:
+        wait_for(out / "samples.npy")
+    proc.kill()
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    assert (out / "samples.npy").exists() == (stage == "evaluate")  # killed in the stage it was in
+    again = cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert results(out) == straight
+
+
+def test_a_killed_sampler_sweep_over_one_checkpoint_finishes_from_its_printed_command(checkpoint, tmp_path):
+    trained, straight = checkpoint
+    sweep = tmp_path / "sweep"
+    proc = start("-m", *FROM_CKPT, f"ckpt_path={trained}", "sampler=euler_maruyama,ddim",
+                 f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    wait_for(sweep / "0/samples.npy")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    report = subprocess.run([sys.executable, "-m", "diffusion_runner.report", str(sweep)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 1
+    command = report.stdout.strip().splitlines()[-1].split("finish the sweep with: ")[1]
+    finished = cli(*shlex.split(command)[3:], cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert [metrics(sweep / n)["status"] for n in "01"] == ["ok", "ok"]
+    assert results(sweep / "0") == straight

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from diffusion_runner import rundir
 from diffusion_runner.errors import ConfigError
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, tiny_with
 
 
 def config(*overrides):
@@ -75,18 +75,22 @@ class Payload:
         return (print, ("a pickled object ran",))
 
 
-@pytest.mark.parametrize("kind", ["truncated", "pickled"])
+@pytest.mark.parametrize("kind", ["truncated", "pickled", "config not a mapping"])
 def test_an_unreadable_checkpoint_is_refused_and_nothing_is_loaded_from_it(tmp_path, kind, capsys):
     cfg = config()
     path = tmp_path / "checkpoint.pt"
     if kind == "truncated":
         torch.save({"config": cfg, "model": {"w": torch.zeros(1000)}, "step": 5}, path)
         path.write_bytes(path.read_bytes()[:500])
-    else:
+    elif kind == "pickled":
         torch.save({"config": cfg, "model": {}, "step": 5, "extra": Payload()}, path, pickle_module=pickle)
-    with pytest.raises(rundir.RunDirInUse, match="unreadable checkpoint.*not a readable checkpoint"):
+    else:
+        torch.save({"config": ["not", "a", "mapping"], "model": {}, "step": 5}, path)
+    problem = ("is not a diffusion_runner checkpoint \\(its config is a list, not a dict\\)"
+               if kind == "config not a mapping" else "is not a readable checkpoint")
+    with pytest.raises(rundir.RunDirInUse, match=f"unreadable checkpoint.*{problem}"):
         rundir.prepare(tmp_path, cfg, overwrite=False)
-    with pytest.raises(ConfigError, match=f"^resume: {path} is not a readable checkpoint"):
+    with pytest.raises(ConfigError, match=f"^resume: {path} {problem}"):
         rundir.resume_from(str(path), cfg)
     assert "a pickled object ran" not in capsys.readouterr().out
 
@@ -106,6 +110,112 @@ def test_a_read_only_run_directory_fails_in_one_line_with_no_partial_file(tmp_pa
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("job failed in stage train: OSError: [Errno 30] Read-only file system")
-    assert "checkpoint.pt" in line and f"traceback in {out / 'run.log'}" in line
-    assert sorted(p.name for p in out.iterdir()) == [".hydra", "run.log"]
+    assert line.startswith("job failed in stage start: OSError: [Errno 30] Read-only file system")
+    assert ".hydra/config.yaml" in line and f"traceback in {out / 'run.log'}" in line
+    assert "metrics.json not written either" in line
+    assert sorted(p.name for p in out.iterdir()) == [".hydra", ".lock", "run.log"]
+    assert not any((out / ".hydra").iterdir())
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "diffusion_runner", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def snapshot(directory):
+    """Every file under the directory (.hydra/, run.log and the lock included) -> its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+ORACLE = ["model=oracle", *TINY]
+
+
+@pytest.mark.parametrize("typo", [["+train.stepz=5"], ["seed=-1"], ["sampler.steps=0"], ["sde=ou"]])
+def test_a_refused_command_leaves_a_finished_run_byte_identical(tmp_path, typo):
+    out = tmp_path / "job"
+    assert cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path).returncode == 0
+    before = snapshot(out)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", ".lock", "run.log", "metrics.json"} <= before.keys()
+    refused = cli(*ORACLE, *typo, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+    assert snapshot(out) == before
+    again = cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path)  # the right command: nothing to do
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert snapshot(out) == before
+
+
+def test_a_typo_into_a_ckpt_path_run_leaves_it_to_the_right_command(tmp_path):
+    trained, out = tmp_path / "trained", tmp_path / "job"
+    assert cli(*TINY, f"hydra.run.dir={trained}", cwd=tmp_path).returncode == 0
+    job = [*tiny_with("sampler", "ode"), f"ckpt_path={trained}", "sampler=ode"]
+    assert cli(*job, f"hydra.run.dir={out}", cwd=tmp_path).returncode == 0
+    before = snapshot(out)
+    assert cli(*job, "+eval.n_samplez=5", f"hydra.run.dir={out}", cwd=tmp_path).returncode == 1
+    assert snapshot(out) == before
+    again = cli(*job, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_a_job_that_cannot_start_records_why_in_an_empty_directory_and_the_next_job_replaces_it(tmp_path):
+    out = tmp_path / "job"
+    refused = cli(*ORACLE, "+train.stepz=5", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert refused.returncode == 1
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["stage"] == "start" and "train.stepz" in record["error"]
+    assert (out / ".hydra/overrides.yaml").exists()
+    proc = cli(*ORACLE, "sde=ou", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+    assert "sde=ou" in (out / ".hydra/overrides.yaml").read_text()
+
+
+def test_two_jobs_started_at_once_into_one_directory_one_runs_and_the_other_names_it(tmp_path):
+    out = tmp_path / "job"
+    args = [*TINY, "train.steps=1500", f"hydra.run.dir={out}"]
+    procs = [subprocess.Popen([sys.executable, "-m", "diffusion_runner", *args, f"seed={seed}"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    ends = [(p, *p.communicate(timeout=300)) for p in procs]
+    assert sorted(p.returncode for p, _, _ in ends) == [0, 1]
+    (winner, _, _), (loser, _, stderr) = sorted(ends, key=lambda e: e[0].returncode)
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"config error: hydra.run.dir: {out} is in use by job {winner.pid} on ")
+    assert "python -m diffusion_runner" in line and "wait for it to end" in line
+    assert line.endswith(f"seed={OmegaConf.load(out / '.hydra/config.yaml').seed}); wait for it to end, or pick "
+                         f"another directory")  # the holder's command, not its own
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+
+
+HOLD = """
+import sys, time
+from diffusion_runner.rundir import RunLock
+lock = RunLock(sys.argv[1], "holder command")
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_lock_is_freed_when_its_holder_is_killed_with_sigkill(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(rundir.RunDirInUse, match=f"in use by job {holder.pid} on .*holder command"):
+            rundir.RunLock(tmp_path, "second").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = rundir.RunLock(tmp_path, "third")
+    lock.acquire()
+    lock.start("abc")
+    lock.release()
+    assert json.loads((tmp_path / ".lock").read_text())["run_digest"] == "abc"
+
+
+def test_a_lock_taken_by_a_job_that_does_not_start_is_put_back_as_it_was(tmp_path):
+    with rundir.RunLock(tmp_path, "refused") as lock:
+        assert lock.fresh
+    assert not any(tmp_path.iterdir())
+    (tmp_path / ".lock").write_text('{"run_digest": "mine"}\n')
+    with rundir.RunLock(tmp_path, "refused") as lock:
+        assert lock.owner == "mine" and lock.fresh  # the lock file alone holds no run
+    assert (tmp_path / ".lock").read_text() == '{"run_digest": "mine"}\n'

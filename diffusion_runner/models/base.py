@@ -17,6 +17,7 @@ class ScoreModel(nn.Module, ABC):
     """
 
     conditional: bool = False
+    is_oracle: bool = False  # the exact score, no training: the reference row of a sweep report
     has_unconditional: bool = True  # whether score(x, t, None) is meaningful (a conditional model may not learn it)
 
     def __init__(self, sde: SDE):

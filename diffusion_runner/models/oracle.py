@@ -15,6 +15,7 @@ class Oracle(ScoreModel):
     each point's own component, grad_x log p_t(x | y): the true conditional score."""
 
     conditional = True
+    is_oracle = True
 
     def __init__(self, sde: SDE, dataset: Dataset):
         super().__init__(sde)
