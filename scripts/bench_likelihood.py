@@ -1,7 +1,9 @@
 """Time the exact likelihood (probability-flow ODE, exact divergence) of 10,000 fresh gmm8 points under a trained
 model and under the oracle; the median over repeats, with Hutchinson's estimator alongside.
 
-    python scripts/bench_likelihood.py [RUN_DIR] [--points 10000] [--repeats 3]
+    python scripts/bench_likelihood.py [RUN_DIR] [--points 10000] [--repeats 3] [--tolerances 1e-5 1e-4]
+
+Each tolerance is the solver's rtol = atol; the job's default is eval.metrics.likelihood.rtol = atol = 1e-5.
 
 RUN_DIR is a finished job of `python -m diffusion_runner` (its checkpoint and config are used); without it the
 script runs the default job first, into a temporary directory.
@@ -43,6 +45,7 @@ def main():
     parser.add_argument("run_dir", type=Path, nargs="?")
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[1e-5, 1e-4])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir
@@ -59,15 +62,17 @@ def main():
         models = {"learned": model.score, "oracle": Oracle(parts.sde, parts.dataset).score}
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.points} points; model from "
               f"{run_dir}; median of {args.repeats}")
-        print(f"{'model':8s} {'divergence':11s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} {'kl_ode':>8s} {'± se':>7s}")
+        print(f"{'model':8s} {'divergence':11s} {'tol':>6s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} {'kl_ode':>8s} "
+              f"{'± se':>7s}")
         for name, score_fn in models.items():
             for divergence in ("exact", "hutchinson"):
-                metric = Likelihood(n_points=args.points, divergence=divergence)
-                seconds, out = timed(metric, lambda r, f=score_fn: EvalContext(
-                    np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), f, parts.sde, "cpu"),
-                    args.repeats)
-                print(f"{name:8s} {divergence:11s} {seconds:8.1f} {out['nll_nfe']:5.0f} {out['nll']:8.4f} "
-                      f"{out['kl_ode']:8.4f} {out['kl_ode_se']:7.4f}", flush=True)
+                for tol in args.tolerances:
+                    metric = Likelihood(n_points=args.points, divergence=divergence, rtol=tol, atol=tol)
+                    seconds, out = timed(metric, lambda r, f=score_fn: EvalContext(
+                        np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), f, parts.sde, "cpu"),
+                        args.repeats)
+                    print(f"{name:8s} {divergence:11s} {tol:6.0e} {seconds:8.1f} {out['nll_nfe']:5.0f} "
+                          f"{out['nll']:8.4f} {out['kl_ode']:8.4f} {out['kl_ode_se']:7.4f}", flush=True)
 
 
 if __name__ == "__main__":
