@@ -16,6 +16,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     the block ends without an error, fsync it and rename it to `path`; otherwise remove it."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp.unlink(missing_ok=True)  # a file (or a link to one) left under that name is never written through
     try:
         yield tmp
         with open(tmp, "rb+") as f:

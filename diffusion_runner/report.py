@@ -397,7 +397,11 @@ def density_grid(rows: list[Row], path: Path) -> None:
         job = next((j for j in row.jobs if j.status == "ok" and (j.path / "samples.npy").exists()), None)
         if job is None:
             continue
-        samples = np.load(job.path / "samples.npy")
+        try:
+            samples = np.load(job.path / "samples.npy")  # allow_pickle=False: an object array is refused
+        except (OSError, ValueError) as e:
+            log.warning("%s: not drawn (%s)", job.path / "samples.npy", one_line(e))
+            continue
         dataset_key = json.dumps(job.config["dataset"], sort_keys=True)
         if dataset_key not in truths:
             truth = job.dataset.sample(len(samples), np.random.default_rng(0))

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,12 +206,19 @@ class RunLock:
         """Take the lock, or raise RunDirInUse naming the job that holds it."""
         while True:
             try:
-                fd, made = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+                fd, made = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), True
             except FileExistsError:
-                try:
-                    fd, made = os.open(self.path, os.O_RDWR), False
+                try:  # never through a symbolic link: a shared directory's .lock could point at any file
+                    fd, made = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK), False
                 except FileNotFoundError:  # removed between the two calls by a job that was refused: try again
                     continue
+                except OSError as e:
+                    raise RunDirInUse(f"hydra.run.dir: {self.path} is not a regular file ({e.strerror}); remove "
+                                      f"it, or pick another directory") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise RunDirInUse(f"hydra.run.dir: {self.path} is not a regular file; remove it, or pick "
+                                  f"another directory")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -279,6 +287,8 @@ def _describe(holder: bytes) -> str:
 def write_job_record(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml as Hydra writes them, once the job starts in `out_dir`."""
     record = Path(out_dir) / RECORD
+    if record.is_symlink():  # the record is written here, never through a link to another directory
+        record.unlink()
     record.mkdir(exist_ok=True)
     hydra_node = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)})
     write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))

@@ -7,6 +7,7 @@ Hydra configures the log before the job runs; `RunLog` holds the records until t
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger("diffusion_runner")
 
@@ -25,7 +26,14 @@ class RunLog(logging.FileHandler):
         else:
             super().emit(record)
 
+    def _open(self):
+        """Append to the file, never through a symbolic link (a shared directory's run.log could point anywhere)."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
     def open_file(self) -> None:
+        """Open the file now (an OSError if it cannot be), then write the records held so far."""
+        self.stream = self.stream or self._open()
         held, self.held = self.held or [], None
         for record in held:
             super().emit(record)

@@ -219,3 +219,27 @@ def test_a_lock_taken_by_a_job_that_does_not_start_is_put_back_as_it_was(tmp_pat
     with rundir.RunLock(tmp_path, "refused") as lock:
         assert lock.owner == "mine" and lock.fresh  # the lock file alone holds no run
     assert (tmp_path / ".lock").read_text() == '{"run_digest": "mine"}\n'
+
+
+def test_nothing_is_written_through_a_symbolic_link_a_shared_directory_holds(tmp_path):
+    """A downloaded run directory whose .lock, run.log and .hydra point elsewhere: the job refuses the lock and
+    writes nothing through the others."""
+    victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
+    victim.write_text("untouched\n")
+    elsewhere.mkdir()
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / ".lock").symlink_to(victim)
+    proc = cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 1 and f"{out / '.lock'} is not a regular file" in proc.stderr
+    (out / ".lock").unlink()
+    (out / "run.log").symlink_to(victim)
+    (out / ".hydra").symlink_to(elsewhere, target_is_directory=True)
+    proc = cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 1 and "stage start: OSError" in proc.stderr and "run.log" in proc.stderr
+    assert victim.read_text() == "untouched\n" and not any(elsewhere.iterdir())
+    (out / "run.log").unlink()
+    (out / "metrics.json").unlink()  # the failed record of the attempt above
+    proc = cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / ".hydra").is_dir() and not (out / ".hydra").is_symlink() and not any(elsewhere.iterdir())
