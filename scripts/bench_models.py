@@ -18,19 +18,25 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 from diffusion_runner.build import build
 from diffusion_runner.report import format_stat, load_jobs, summarise
 
+CONF = Path(__file__).resolve().parents[1] / "diffusion_runner" / "conf"
 COLUMNS = {
-    "backbones": ["kl_kde", "kl_ode", "chamfer", "emd", "train_steps_per_s"],
+    "backbones": ["kl_kde", "kl_ode", "chamfer", "emd", "strays", "radius_ratio", "train_steps_per_s"],
     "conditional": ["on_mode", "kl_kde", "kl_kde_floor", "kl_ode", "chamfer"],
 }
 
 
-def parameters(config: dict) -> int:
-    return sum(p.numel() for p in build(OmegaConf.create(config)).model.parameters())
+def parameters(experiment: str, overrides: list[str]) -> int:
+    """The model's parameter count, built from the project's own configs: the experiment and the job's choices of
+    config groups (`model=resmlp`); nothing stored in the sweep directory is built."""
+    choices = [o for o in overrides if (CONF / o.lstrip("+").split("=")[0] / f"{o.split('=')[-1]}.yaml").is_file()]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}", *choices])
+    return sum(p.numel() for p in build(cfg).model.parameters())
 
 
 def main():
@@ -53,8 +59,8 @@ def main():
     print(f"\n| configuration | parameters | jobs ok | {' | '.join(columns)} |\n|" + "---|" * (len(columns) + 3))
     for row in summarise(jobs):
         cells = [format_stat(row.stats.get(m), 1 if m.endswith("_per_s") else 4) for m in columns]
-        print(f"| `{row.key}` | {parameters(row.config):,} | {row.count('ok')} / {len(row.jobs)} | "
-              + " | ".join(cells) + " |")
+        count = parameters(args.experiment, row.jobs[0].overrides)
+        print(f"| `{row.key}` | {count:,} | {row.count('ok')} / {len(row.jobs)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
