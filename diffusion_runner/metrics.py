@@ -145,3 +145,26 @@ class OnMode(Metric):
     def __call__(self, ctx):
         found = ctx.source.classify(torch.from_numpy(ctx.samples).double()).numpy()
         return {"on_mode": float(np.mean(found == ctx.labels))}
+
+
+class Strays(Metric):
+    """Samples far outside the data: with R the largest distance of `n_reference` fresh reference draws from their
+    mean (the data's radius), `strays` is the number of generated samples farther than `factor` R from that mean,
+    and `radius_ratio` the farthest sample's distance over R (about 1 for a good sampler; an oracle gives about 1
+    too, since its samples follow the data). A few strays can blow chamfer and emd up many times over."""
+
+    outputs = {"strays": Output(ratio=False), "radius_ratio": Output(vs_oracle=False, ratio=False)}
+    min_samples = 1
+
+    def __init__(self, n_reference: int = 10_000, factor: float = 3.0):
+        self.n_reference = _positive(n_reference, "eval.metrics.strays.n_reference")
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 1:
+            raise ConfigError(f"eval.metrics.strays.factor: must be a number >= 1, got {factor!r}")
+        self.factor = float(factor)
+
+    def __call__(self, ctx):
+        reference = ctx.dataset.sample(self.n_reference, ctx.rng).reshape(self.n_reference, -1).astype(np.float64)
+        center = reference.mean(axis=0)
+        radius = np.linalg.norm(reference - center, axis=1).max()
+        distance = np.linalg.norm(ctx.samples.reshape(len(ctx.samples), -1) - center, axis=1)
+        return {"strays": int((distance > self.factor * radius).sum()), "radius_ratio": float(distance.max() / radius)}

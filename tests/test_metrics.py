@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from diffusion_runner.data import Dataset, GaussianMixture
-from diffusion_runner.metrics import EMD, KLKDE, Chamfer, EvalContext
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.metrics import EMD, KLKDE, Chamfer, EvalContext, Strays
 
 
 class Fixed(Dataset):
@@ -80,3 +81,12 @@ def test_kl_kde_between_two_gaussians_matches_closed_form():
     assert out["kl_kde"] > out["kl_kde_floor"] + 0.1
     further = KLKDE(n_reference=5_000)(ctx(generated + mu, q, rng))["kl_kde"]
     assert further > out["kl_kde"] + 0.3
+
+
+def test_strays_count_the_samples_beyond_factor_times_the_datas_radius():
+    reference = Fixed([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # centre 0, radius 1
+    samples = np.array([[0.5, 0.5], [2.9, 0.0], [0.0, -3.5], [10.0, 0.0]], dtype=np.float32)
+    out = Strays(n_reference=4, factor=3.0)(ctx(samples, reference, np.random.default_rng(0)))
+    assert out == {"strays": 2, "radius_ratio": pytest.approx(10.0)}
+    with pytest.raises(ConfigError, match="eval.metrics.strays.factor: must be a number >= 1"):
+        Strays(factor=0.5)

@@ -23,11 +23,13 @@ class ResidualBlock(nn.Module):
 
 
 class ResMLP(nn.Module):
-    """x -> Linear -> `blocks` residual blocks of `width` units -> act(norm) -> Linear -> x's shape.
+    """x -> Linear -> `blocks` residual blocks of `width` units -> act -> Linear -> x's shape.
 
-    `norm`: none | layer | batch. Batch norm normalises over the batch in training and with running statistics
-    in evaluation; it couples the points of a training batch, so ISM/SSM's divergence then has a 1/batch
-    cross-term.
+    `norm`: none | layer | batch, inside each block only. Batch norm normalises over the batch in training and with
+    running statistics in evaluation; it couples the points of a training batch, so ISM/SSM's divergence then has a
+    1/batch cross-term. No norm stands before the output layer: a layer norm there bounds the output whatever the
+    input's scale, while the noise a point far out in the prior's tail needs grows with its distance, and such a
+    point was left stranded (docs/RESULTS.md, backbones and losses).
     """
 
     def __init__(self, shape: tuple[int, ...], features: int, width: int = 64, blocks: int = 3,
@@ -39,7 +41,7 @@ class ResMLP(nn.Module):
         self.shape = tuple(shape)
         self.inp = nn.Linear(size(shape), width)
         self.blocks = nn.ModuleList(ResidualBlock(width, features, norm, activation) for _ in range(blocks))
-        self.out = nn.Sequential(NORMS[norm](width), make_activation(activation), nn.Linear(width, size(shape)))
+        self.out = nn.Sequential(make_activation(activation), nn.Linear(width, size(shape)))
 
     def forward(self, x: Tensor, features: Tensor) -> Tensor:
         h = self.inp(x.flatten(1))

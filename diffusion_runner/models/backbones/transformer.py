@@ -12,8 +12,9 @@ from diffusion_runner.models.backbones.common import positive_int, size
 
 class Transformer(nn.Module):
     """Tokens: coordinate i -> x_i w + p_i (w, p_i learned, `dim` entries) and the features -> Linear; `layers`
-    pre-norm encoder layers (`heads` heads, feed-forward `ff_mult` x dim, GELU); each coordinate's token ->
-    LayerNorm -> Linear -> that coordinate of the output.
+    pre-norm encoder layers (`heads` heads, feed-forward `ff_mult` x dim, GELU); each coordinate's token -> Linear ->
+    that coordinate of the output. No norm stands before the output layer, which would bound the output whatever
+    the input's scale (see ResMLP).
 
     Attention runs on PyTorch's math kernel, the one with a second derivative (ISM/SSM differentiate the
     divergence of the output); for a handful of tokens it is also the fastest on CPU.
@@ -33,7 +34,7 @@ class Transformer(nn.Module):
         layer = nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+        self.head = nn.Linear(dim, 1)
 
     def forward(self, x: Tensor, features: Tensor) -> Tensor:
         tokens = torch.cat([self.time(features)[:, None], self.value(x.flatten(1)[..., None]) + self.position], dim=1)
