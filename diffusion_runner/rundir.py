@@ -192,6 +192,7 @@ class RunLock:
         self.path, self.command = Path(out_dir) / LOCK, command
         self.fd: int | None = None
         self.before: bytes | None = None  # the file's bytes before this job took it; None if it made the file
+        self.holder: dict[str, Any] = {}  # what the file says of this job
         self.fresh = False  # the directory held nothing at all before this job
         self.started = False
 
@@ -212,11 +213,11 @@ class RunLock:
                     fd, made = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK), False
                 except FileNotFoundError:  # removed between the two calls by a job that was refused: try again
                     continue
-                except OSError as e:
-                    raise RunDirInUse(f"hydra.run.dir: {self.path} is not a regular file ({e.strerror}); remove "
-                                      f"it, or pick another directory") from None
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
+                except OSError:  # a symbolic link (ELOOP) or something else that is not a file
+                    fd, made = None, False
+            if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+                if fd is not None:
+                    os.close(fd)
                 raise RunDirInUse(f"hydra.run.dir: {self.path} is not a regular file; remove it, or pick "
                                   f"another directory")
             try:
@@ -238,8 +239,9 @@ class RunLock:
         self.fd = fd
         self.before = None if made else os.pread(fd, 1 << 16, 0)
         self.fresh = all(p.name == LOCK for p in self.path.parent.iterdir())
-        self._write({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                     "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self._write(self.holder)
 
     @property
     def owner(self) -> str | None:
@@ -252,8 +254,7 @@ class RunLock:
     def start(self, run_digest: str | None) -> None:
         """The job starts here: the file keeps naming it, with the digest of the run it writes."""
         self.started = True
-        holder = json.loads(os.pread(self.fd, 1 << 16, 0))
-        self._write({**holder, "run_digest": run_digest})
+        self._write({**self.holder, "run_digest": run_digest})
 
     def release(self) -> None:
         if self.fd is None:
