@@ -39,14 +39,11 @@ class RunLog(logging.FileHandler):
             super().emit(record)
 
 
-def _run_logs() -> list[RunLog]:
-    return [h for h in logging.getLogger().handlers if isinstance(h, RunLog)]
-
-
 def start() -> None:
     """The job starts in its directory: its log file opens."""
-    for handler in _run_logs():
-        handler.open_file()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RunLog):
+            handler.open_file()
 
 
 def path() -> str:
