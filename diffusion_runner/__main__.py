@@ -33,11 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from diffusion_runner import (
-    config,  # noqa: F401  (registers the config schema)
-    rundir,
-    runlog,
-)
+from diffusion_runner import rundir, runlog
 from diffusion_runner.errors import ConfigError, Interrupted
 from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.loggers import NoLogger
@@ -215,6 +211,17 @@ def yaml_error(exc: BaseException) -> yaml.MarkedYAMLError | None:
     return exc
 
 
+def foreign_group(exc: BaseException, args: list[str]) -> str | None:
+    """The one-line config error for a group override the job's family does not have (`family=vae sde=ou`: the VAE
+    has no sde), or None if the exception is another."""
+    found = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(exc))
+    if not found:
+        return None
+    family = next((a.split("=", 1)[1] for a in args if a.startswith("family=")), "score")
+    return (f"config error: {found.group(1)}: not a config group of family {family} (each family's groups are in "
+            f"the defaults of conf/family/{family}.yaml)")
+
+
 def cli() -> None:
     """`python -m diffusion_runner`: Hydra's main, with Hydra's own errors printed as Hydra prints them, except a
     YAML syntax error in a config file, which is one line naming the file, line and column instead of a traceback.
@@ -225,6 +232,9 @@ def cli() -> None:
     try:
         main()
     except CompactHydraException as exc:
+        foreign = foreign_group(exc, sys.argv[1:])
+        if foreign:
+            sys.exit(foreign)
         cause = f"\n{exc.__cause__}" if isinstance(exc.__cause__, OmegaConfBaseException) else ""
         sys.exit(f"{exc}{cause}")
     except Exception as exc:

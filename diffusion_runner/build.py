@@ -11,12 +11,10 @@ from omegaconf import DictConfig
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.guidance import Request
-from diffusion_runner.losses import Loss
+from diffusion_runner.family import Family, Loss, Model
 from diffusion_runner.metrics import Metric
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.samplers import Sampler
-from diffusion_runner.sdes import SDE
+from diffusion_runner.request import Request
+from diffusion_runner.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +22,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Parts:
     dataset: Dataset  # what the model is trained on
-    sde: SDE
-    model: ScoreModel
+    family: Family
+    model: Model
     sampler: Sampler
     metrics: dict[str, Metric]
     target: Dataset  # what the samples should follow: the dataset, or the components sampler.label asks for
@@ -39,6 +37,9 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
         metric = instantiate(node)
         if metric.needs_density and not target.has_density:
             log.info("metric %s skipped: %s has no closed-form density", name, type(target).__name__)
+            continue
+        if metric.needs_classes and target.n_classes < 1:
+            log.info("metric %s skipped: %s has no classes", name, type(target).__name__)
             continue
         if metric.max_dim is not None and target.dim > metric.max_dim:
             log.warning("metric %s skipped: %d-D data is beyond the %d dimensions it can serve (its max_dim)",
@@ -60,14 +61,15 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
 
 def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     dataset = instantiate(cfg.dataset)
-    sde = instantiate(cfg.sde)
-    model = instantiate(cfg.model, sde=sde, dataset=dataset).to(device)
-    sampler = instantiate(cfg.sampler)
+    family = instantiate(cfg.family)
+    model, sampler = family.build(cfg, dataset)
+    model = model.to(device)
     sampler.request.check(model, dataset)
     target = sampler.request.target(dataset)
-    return Parts(dataset, sde, model, sampler, build_metrics(cfg.eval, target, sampler.request), target)
+    return Parts(dataset, family, model, sampler, build_metrics(cfg.eval, target, sampler.request), target)
 
 
-def build_loss(cfg: DictConfig, sde: SDE) -> Loss:
-    """The training objective of the job (training only: a job restored from a checkpoint never builds it)."""
-    return instantiate(cfg.loss, sde=sde)  # its parts (the weighting at loss.weighting) are instantiated with it
+def build_loss(cfg: DictConfig, model: Model) -> Loss:
+    """The training objective of the job's family for its model (training only: a job restored from a checkpoint
+    never builds it)."""
+    return instantiate(cfg.family).objective(cfg, model)

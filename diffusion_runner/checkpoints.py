@@ -7,7 +7,7 @@ weights sampled with: the EMA copy when EMA is on), `step`, and for a trained mo
 every train.checkpoint_every steps and at the end, so an unfinished run can be continued from it.
 
 `ckpt_path` may name a checkpoint file, a run directory, or a sweep directory; in a sweep directory the job whose
-training configuration (TRAINING_KEYS) equals this job's is used, so a sweep over samplers or metrics reuses one
+training configuration (training_keys) equals this job's is used, so a sweep over samplers or metrics reuses one
 trained model per (configuration, seed). A stored config is only compared, never built: the model is always this
 job's own, from this job's config.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from diffusion_runner.atomic import atomic_path
@@ -27,9 +28,17 @@ from diffusion_runner.errors import ConfigError, one_line
 log = logging.getLogger(__name__)
 
 FILE = "checkpoint.pt"
-MODEL_KEYS = ("dataset", "sde", "model")  # what the weights mean depends on
-TRAINING_KEYS = (*MODEL_KEYS, "loss", "train", "seed")  # what training produced them from
 IGNORED = {"train.log_every", "train.checkpoint_every"}  # change the log and the saves, not the weights
+
+
+def model_keys(config: dict[str, Any]) -> tuple[str, ...]:
+    """The sections of this job's (validated) config that its weights' meaning depends on."""
+    return ("dataset", "family", *get_class(config["family"]["_target_"]).model_sections)
+
+
+def training_keys(config: dict[str, Any]) -> tuple[str, ...]:
+    """The sections of this job's config that training produced its weights from."""
+    return (*model_keys(config), *get_class(config["family"]["_target_"]).training_sections, "train", "seed")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
@@ -100,7 +109,7 @@ def find(ckpt_path: str, config: dict[str, Any]) -> Path:
     jobs = [job for job in jobs if stored[job] is not None]
     if not jobs:
         raise ConfigError(f"ckpt_path: no job directory under {path} has a readable .hydra/config.yaml")
-    diffs = {job: differences(stored[job], config, TRAINING_KEYS) for job in jobs}
+    diffs = {job: differences(stored[job], config, training_keys(config)) for job in jobs}
     best = min(jobs, key=lambda job: len(diffs[job]))
     if diffs[best]:
         raise ConfigError(f"ckpt_path: none of the {len(jobs)} jobs under {path} was trained with this job's "
@@ -109,8 +118,9 @@ def find(ckpt_path: str, config: dict[str, Any]) -> Path:
 
 
 def check_fits(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """A ConfigError unless the checkpoint was trained with this job's dataset, SDE and model."""
-    diffs = differences(state["config"], config, MODEL_KEYS)
+    """A ConfigError unless the checkpoint was trained with this job's dataset, family and model sections."""
+    keys = model_keys(config)
+    diffs = differences(state["config"], config, keys)
     if diffs:
-        raise ConfigError(f"ckpt_path: {path} does not fit this job's dataset, sde and model: {'; '.join(diffs[:3])}"
+        raise ConfigError(f"ckpt_path: {path} does not fit this job's {', '.join(keys)}: {'; '.join(diffs[:3])}"
                           f"{f' (and {len(diffs) - 3} more)' if len(diffs) > 3 else ''}")

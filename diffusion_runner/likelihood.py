@@ -1,100 +1,65 @@
-"""Exact log-likelihood of a score model through the probability-flow ODE (Song et al. 2021, app. D.2).
+"""The likelihood metric every family shares: its log-likelihood of fresh data, labelled by what it is.
 
-Integrating dx/dt = v(x, t) = f - g^2 s_theta / 2 from eps to T alongside d(delta)/dt = div_x v(x, t) gives
-log p_theta(x) = log p_T(x_T) + delta_T for the model density at eps, the density that the probability-flow ODE
-sampler (sampler=ode) draws from; p_T is the SDE's prior. Units: nats.
+A family's subclass gives log p_theta(x) per point and its `kind`:
+- `exact`: the model's log-density in closed form (e.g. a sum over a discrete latent);
+- `ode`: the exact log-density of a continuous flow, up to the ODE solver's tolerance;
+- `elbo`, `iwae`: lower bounds on log p_theta, so the nll and kl they give are upper bounds.
 """
 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 from torch import Tensor
 
-from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.metrics import EvalContext, Metric, Output
-from diffusion_runner.ode import check_solver, integrate
-from diffusion_runner.sdes import SDE, ScoreFn
 
-DIVERGENCES = ("auto", "exact", "hutchinson")
-
-
-def log_likelihood(score_fn: ScoreFn, sde: SDE, x: Tensor, *, divergence: str = "exact", probe: str = "rademacher",
-                   generator: torch.Generator | None = None, method: str = "RK45", rtol: float = 1e-5,
-                   atol: float = 1e-5) -> tuple[Tensor, int]:
-    """(log p_theta(x) in nats per point, float64 of shape (batch,); score evaluations). `hutchinson` draws one
-    probe per point, fixed over the whole solve, so its estimate is unbiased."""
-    n = x.shape[0]
-    probe_vec = probe_like(x, probe, generator) if divergence == "hutchinson" else None
-    nfe = 0
-
-    def rhs(t: float, y: Tensor) -> Tensor:
-        nonlocal nfe
-        nfe += 1
-        with torch.enable_grad():
-            xt = y[:, :-1].reshape(x.shape).to(torch.float32).requires_grad_(True)
-            tt = torch.full((n,), t, device=x.device)
-            v = sde.probability_flow_drift(xt, tt, score_fn(xt, tt))
-            div = exact(v, xt) if probe_vec is None else hutchinson(v, xt, probe_vec)
-        return torch.cat([v.detach().flatten(1), div.detach()[:, None]], dim=1).double()
-
-    y0 = torch.cat([x.flatten(1).double(), torch.zeros(n, 1, dtype=torch.float64, device=x.device)], dim=1)
-    _, ys, _ = integrate(rhs, y0, (sde.eps, sde.T), method=method, rtol=rtol, atol=atol)
-    end = ys[-1]
-    return sde.prior_logp(end[:, :-1].reshape(x.shape)) + end[:, -1], nfe
+KINDS = ("exact", "ode", "elbo", "iwae")
 
 
 class Likelihood(Metric):
     """`nll` = E_q[-log p_theta(x)] over `n_points` fresh draws x of the dataset, in nats and in bits per dimension
-    (`nll_bpd` = nll / (D ln 2)); for datasets with a density also `kl_ode` = E_q[log q(x) - log p_theta(x)] =
-    KL(q || p_theta), the writeup's KL without a KDE, and `data_entropy` = E_q[-log q], nll's floor.
-    `divergence`: `exact` (one backward pass per coordinate; low dimension), `hutchinson` (one pass, unbiased) or
-    `auto`: exact up to `exact_max_dim` data dimensions, Hutchinson beyond (the exact divergence costs one backward
-    pass per dimension). The one used is recorded as `nll_divergence`. Also reports `nll_nfe` (score evaluations)
-    and the standard errors of the means (`nll_se`, `kl_ode_se`; with Hutchinson they include the probe's variance).
-    For conditional samples the draws come from the requested component and p_theta is the guided model's."""
+    (`nll_bpd` = nll / (D ln 2)), with `nll_kind` naming what log p_theta is (KINDS); for datasets with a density
+    also `kl_<kind>` = E_q[log q(x) - log p_theta(x)] (KL(q || p_theta), or an upper bound on it for a bound) and
+    `data_entropy` = E_q[-log q], nll's floor. `nll_se`, `kl_<kind>_se`: standard errors of the means. A family
+    that also gives a looser estimate (e.g. the ELBO beside the exact value) reports it as `nll_<kind>` and
+    `kl_<kind>` with their standard errors. For conditional samples the draws come from the requested component."""
 
     needs_model_density = True
     outputs = {"nll": Output(ratio=False), "data_entropy": Output(better=None, vs_oracle=False, floor_of="nll"),
-               "kl_ode": Output(ratio=False)}
+               **{f"kl_{kind}": Output(ratio=False) for kind in KINDS},
+               **{f"nll_{kind}": Output(ratio=False) for kind in KINDS}}
 
-    def __init__(self, n_points: int = 4000, divergence: str = "auto", exact_max_dim: int = 10,
-                 probe: str = "rademacher", method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5):
-        if not isinstance(n_points, int) or n_points < 2:
+    def __init__(self, n_points: int = 4000):
+        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
             raise ConfigError(f"eval.metrics.likelihood.n_points: must be an integer >= 2, got {n_points!r}")
-        if divergence not in DIVERGENCES:
-            raise ConfigError(f"eval.metrics.likelihood.divergence: '{divergence}' is not one of {list(DIVERGENCES)}")
-        if probe not in PROBES:
-            raise ConfigError(f"eval.metrics.likelihood.probe: '{probe}' is not one of {list(PROBES)}")
-        if isinstance(exact_max_dim, bool) or not isinstance(exact_max_dim, int) or exact_max_dim < 1:
-            raise ConfigError(f"eval.metrics.likelihood.exact_max_dim: must be an integer >= 1, got {exact_max_dim!r}")
-        check_solver(method, rtol, atol, "eval.metrics.likelihood")
-        self.n_points, self.divergence, self.probe = n_points, divergence, probe
-        self.exact_max_dim = exact_max_dim
-        self.method, self.rtol, self.atol = method, float(rtol), float(atol)
+        self.n_points = n_points
 
-    def divergence_for(self, dim: int) -> str:
-        """The divergence estimator used for data of `dim` dimensions."""
-        if self.divergence != "auto":
-            return self.divergence
-        return "exact" if dim <= self.exact_max_dim else "hutchinson"
+    @abstractmethod
+    def log_p(self, ctx: EvalContext, x: Tensor, generator: torch.Generator) -> tuple[dict[str, Tensor], dict]:
+        """({kind: log p_theta(x), or its bound, in nats per point as a float64 (batch,) tensor}, the headline kind
+        first; extra diagnostics by name)."""
 
     def __call__(self, ctx: EvalContext) -> dict[str, float | str]:
         x = torch.as_tensor(ctx.dataset.sample(self.n_points, ctx.rng), device=ctx.device)
         generator = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**63)))
-        dim = x[0].numel()
-        divergence = self.divergence_for(dim)
-        log_p, nfe = log_likelihood(ctx.score_fn, ctx.sde, x, divergence=divergence, probe=self.probe,
-                                    generator=generator, method=self.method, rtol=self.rtol, atol=self.atol)
-        log_p = log_p.cpu()
-        out = {"nll": float(-log_p.mean()), "nll_se": float(log_p.std() / math.sqrt(self.n_points)), "nll_nfe": nfe,
-               "nll_divergence": divergence}
-        out["nll_bpd"] = out["nll"] / (dim * math.log(2))
-        if ctx.dataset.has_density:
-            log_q = ctx.dataset.log_prob(x.cpu().double())
-            gap = log_q - log_p
-            out.update(kl_ode=float(gap.mean()), kl_ode_se=float(gap.std() / math.sqrt(self.n_points)),
-                       data_entropy=float(-log_q.mean()))
+        estimates, extra = self.log_p(ctx, x, generator)
+        log_q = ctx.dataset.log_prob(x.cpu().double()) if ctx.dataset.has_density else None
+        out: dict[str, float | str] = {"nll_kind": next(iter(estimates)), **extra}
+        for i, (kind, log_p) in enumerate(estimates.items()):
+            if kind not in KINDS:
+                raise ValueError(f"likelihood kind {kind!r} is not one of {KINDS}")
+            log_p = log_p.cpu()
+            name = "nll" if i == 0 else f"nll_{kind}"
+            out.update({name: float(-log_p.mean()), f"{name}_se": float(log_p.std() / math.sqrt(self.n_points))})
+            if log_q is not None:
+                gap = log_q - log_p
+                out.update({f"kl_{kind}": float(gap.mean()),
+                            f"kl_{kind}_se": float(gap.std() / math.sqrt(self.n_points))})
+        out["nll_bpd"] = out["nll"] / (x[0].numel() * math.log(2))
+        if log_q is not None:
+            out["data_entropy"] = float(-log_q.mean())
         return out

@@ -1,7 +1,7 @@
 """Evaluation metrics. Each returns a dict of name -> float and declares how a report should read each name.
 
 Sample metrics compare generated points with fresh reference draws of the dataset (never the training set);
-likelihood metrics (diffusion_runner.likelihood) evaluate the model itself on fresh draws. Both are called with an
+the likelihood metric (diffusion_runner.likelihood) evaluates the model itself on fresh draws. Both are called with an
 EvalContext; a metric that looks at samples sets `min_samples`, and the caller generates at least that many.
 """
 
@@ -20,7 +20,7 @@ from scipy.stats import gaussian_kde
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.sdes import SDE, ScoreFn
+from diffusion_runner.family import Model
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,18 @@ class EvalContext:
     samples: np.ndarray  # the generated points, (N, ...) float32
     dataset: Dataset  # what the samples should follow (for conditional samples, the requested components)
     rng: np.random.Generator  # the metric's own evaluation stream
-    score_fn: ScoreFn  # the score s(x, t) the samples were drawn with, in evaluation mode
-    sde: SDE
+    model: Model  # the model the samples were drawn from, in evaluation mode
     device: torch.device
     labels: np.ndarray | None = None  # the label each sample was requested with; None when unconditional
     source: Dataset | None = None  # the dataset the labels index (the training set's distribution)
+    guidance: float = 0.0  # the classifier-free guidance weight the samples were drawn with
 
 
 class Metric(ABC):
     needs_density: ClassVar[bool] = False  # needs the dataset's closed-form density (skipped without one)
     needs_labels: ClassVar[bool] = False  # scores conditional samples (skipped for unconditional ones)
-    needs_model_density: ClassVar[bool] = False  # evaluates the density of score_fn (skipped for several labels)
+    needs_classes: ClassVar[bool] = False  # needs a dataset whose points have classes (skipped without)
+    needs_model_density: ClassVar[bool] = False  # evaluates the model's density (skipped for several labels)
     outputs: ClassVar[dict[str, Output]]
     min_samples: int = 0  # generated samples it looks at (0: none)
     max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)

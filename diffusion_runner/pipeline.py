@@ -29,11 +29,10 @@ from diffusion_runner import checkpoints, plots
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.build import Parts, build, build_loss
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.guidance import guided_score
+from diffusion_runner.family import Model
 from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.metrics import EvalContext
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.samplers import Snapshots
+from diffusion_runner.sampling import Snapshots
 from diffusion_runner.train import train
 from diffusion_runner.validate import validate
 
@@ -77,18 +76,8 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     write_text(path, json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def check_prior(sde, dataset) -> None:
-    """Warn when the prior N(0, s(T)^2 I) is not the data's marginal at T: its std would be off by over 10%."""
-    m, s = (float(v) for v in sde.marginal(torch.tensor([sde.T], dtype=torch.float64)))
-    mismatch = (1 + (m * dataset.std / s) ** 2) ** 0.5
-    if mismatch > 1.1:
-        log.warning("sde: at T = %g the data's marginal has %.2fx the prior's std (m(T) = %.3g, s(T) = %.3g): "
-                    "samples start from the wrong distribution; raise sde.T (or beta_max / sigma_max)",
-                    sde.T, mismatch, m, s)
-
-
 def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logger,
-        resume: dict[str, Any] | None = None, stop: StopSignals | None = None) -> tuple[ScoreModel, dict]:
+        resume: dict[str, Any] | None = None, stop: StopSignals | None = None) -> tuple[Model, dict]:
     """The train stage: train the model (if it has parameters), continuing from the training state `resume` if
     given, with checkpoints along the way and the loss curve at the end; a stop signal ends training after the
     step under way, with a checkpoint (diffusion_runner.train). Returns (the model to sample with, results)."""
@@ -109,7 +98,7 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
     with stop.deferred() if stop is not None else nullcontext():
-        result = train(model, build_loss(cfg, parts.sde), data, labels=labels,
+        result = train(model, build_loss(cfg, parts.model), data, labels=labels,
                        optimizer=instantiate(cfg.train.optimizer), steps=cfg.train.steps,
                        batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler),
                        grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
@@ -127,7 +116,7 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
     return result.model, out
 
 
-def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
+def restore(cfg: DictConfig, parts: Parts) -> tuple[Model, dict]:
     """Instead of training: load the weights `ckpt_path` names, after checking they fit the configured model."""
     config = OmegaConf.to_container(cfg, resolve=True)
     path = checkpoints.find(cfg.ckpt_path, config)
@@ -146,7 +135,7 @@ def restore(cfg: DictConfig, parts: Parts) -> tuple[ScoreModel, dict]:
     return parts.model, {"ckpt_path": str(path), "ckpt_step": int(state.get("step", 0))}
 
 
-def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.device, out_dir: Path,
+def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, out_dir: Path,
            results: dict[str, Any]) -> tuple[np.ndarray, list]:
     """The sample stage: eval.n_samples points saved to samples.npy (with labels.npy, the label each was requested
     with, for conditional samples), and the trajectory's snapshots."""
@@ -154,10 +143,9 @@ def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.devic
     snapshots = Snapshots(cfg.eval.snapshots)
     request = parts.sampler.request
     labels = request.per_sample(cfg.eval.n_samples)
-    score_fn = guided_score(model, None if labels is None else torch.as_tensor(labels, device=device),
-                            request.guidance)
-    result = parts.sampler.sample(score_fn, parts.sde, (cfg.eval.n_samples, *parts.dataset.shape),
-                                  torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
+    result = parts.sampler.generate(model, (cfg.eval.n_samples, *parts.dataset.shape),
+                                    None if labels is None else torch.as_tensor(labels, device=device),
+                                    torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
     samples = result.x.cpu().numpy().astype(np.float32)
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
     with atomic_path(out_dir / "samples.npy") as tmp:
@@ -168,26 +156,23 @@ def sample(cfg: DictConfig, parts: Parts, model: ScoreModel, device: torch.devic
     bad = int((~np.isfinite(samples)).any(axis=1).sum())
     if bad:
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
-    log.info("sampled %d points with %d score evaluations in %.1f s", len(samples), result.nfe,
+    log.info("sampled %d points with %d network evaluations in %.1f s", len(samples), result.nfe,
              results["sample_seconds"])
     return samples, [(t, x.cpu().numpy()) for t, x in snapshots.states]
 
 
-def evaluate(cfg: DictConfig, parts: Parts, model: ScoreModel, samples: np.ndarray, device: torch.device,
+def evaluate(cfg: DictConfig, parts: Parts, model: Model, samples: np.ndarray, device: torch.device,
              results: dict[str, Any]) -> None:
     """The evaluate stage: every metric, each on its own evaluation stream (so dropping one changes no other).
     Conditional samples are compared with the requested components (parts.target)."""
     start = time.perf_counter()
     request = parts.sampler.request
     labels = request.per_sample(len(samples))
-    # With several labels no one density made the samples; build_metrics has dropped the metrics that need one.
-    score_fn = guided_score(model, None if labels is None else torch.as_tensor(labels[:1], device=device),
-                            request.guidance)
     for name, metric in parts.metrics.items():
         results["stage"] = f"evaluate (eval.metrics.{name})"
         begin = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
-        values = metric(EvalContext(samples, parts.target, rng, score_fn, parts.sde, device, labels, parts.dataset))
+        values = metric(EvalContext(samples, parts.target, rng, model, device, labels, parts.dataset, request.guidance))
         log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
                  ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4f}" for k, v in values.items()))
         results.update(values)
@@ -217,9 +202,7 @@ def setup(cfg: DictConfig) -> Job:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
-    parts = build(cfg, device)
-    check_prior(parts.sde, parts.dataset)
-    return Job(parts, device)
+    return Job(build(cfg, device), device)
 
 
 def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume: dict[str, Any] | None = None,
@@ -244,14 +227,15 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume:
     results["stage"] = "evaluate"
     evaluate(cfg, parts, model, samples, device, results)
     results["stage"] = "plot"
-    plot_job(samples, snapshots, parts.target.sample(len(samples), np.random.default_rng([cfg.seed, PLOT_STREAM])),
-             out_dir, logger)
+    rng = np.random.default_rng([cfg.seed, PLOT_STREAM])
+    plot_job(samples, snapshots, parts.target.sample(len(samples), rng), out_dir)
+    parts.family.figures(model, parts.dataset, rng, out_dir)
+    logger.log_images({path.stem: path for path in sorted(out_dir.glob("*.png"))})
 
 
-def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path, logger) -> None:
+def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path) -> None:
+    """The figures every job draws: samples.png, density.png, trajectory.png."""
     lims = plots.plot_limits(reference)
     plots.samples_vs_truth(samples, reference, out_dir / "samples.png")
     plots.density(samples, lims, out_dir / "density.png")
     plots.trajectory(snapshots, lims, out_dir / "trajectory.png")
-    logger.log_images({name: out_dir / f"{name}.png" for name in ("samples", "density", "trajectory", "loss")
-                       if (out_dir / f"{name}.png").exists()})

@@ -91,3 +91,20 @@ def loss_curve(losses: np.ndarray, path: Path) -> None:
     ax.set_ylabel("loss")
     ax.legend()
     save(fig, path)
+
+
+def confusion(counts: np.ndarray, path: Path, rows: str, columns: str) -> None:
+    """A count matrix as an image, each row normalised to shares (printed in the cells)."""
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig = Figure(figsize=(1 + 0.5 * counts.shape[1], 1 + 0.5 * counts.shape[0]))
+    ax = fig.subplots()
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), share in np.ndenumerate(shares):
+        if share >= 0.005:
+            ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if share > 0.5 else "black")
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_xlabel(columns)
+    ax.set_ylabel(rows)
+    save(fig, path)

@@ -38,23 +38,22 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from diffusion_runner import (
-    data,
-    likelihood,  # noqa: F401  (its metric is one of the project's metrics)
-    plots,
-    rundir,
-    stored,
-)
+from diffusion_runner import data, plots, rundir, stored
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.errors import one_line
+from diffusion_runner.family import Family, Model
 from diffusion_runner.metrics import Metric, Output
-from diffusion_runner.models.base import ScoreModel
 
 log = logging.getLogger(__name__)
 
 TIMINGS = ("train_seconds", "sample_seconds", "eval_seconds")
-# Sections that must agree for an oracle row to be a configuration's reference.
-SHARED = ("dataset", "sde", "sampler", "eval")
+def shared_sections(config: dict[str, Any]) -> tuple[str, ...]:
+    """The sections that must agree for an oracle row to be a configuration's reference: all but the model and how
+    it was trained (for the score family: dataset, sde, sampler and evaluation)."""
+    family = stored.lookup((config.get("family") or {}).get("_target_"), stored.subclasses(Family))
+    prior = () if family is None else tuple(s for s in family.model_sections if s != "model")
+    sampling = ("sampler",) if family is None else family.sampling_sections
+    return ("dataset", "family", *prior, *sampling, "eval")
 
 
 @dataclass
@@ -73,7 +72,7 @@ class Job:
 
     @property
     def is_oracle(self) -> bool:
-        model = stored.lookup((self.config.get("model") or {}).get("_target_"), stored.subclasses(ScoreModel))
+        model = stored.lookup((self.config.get("model") or {}).get("_target_"), stored.subclasses(Model))
         return bool(model is not None and model.is_oracle)
 
 
@@ -207,8 +206,9 @@ def summarise(jobs: list[Job]) -> list[Row]:
             row.stats[name] = (float(values.mean()), std, len(values))
     oracles = [r for r in rows.values() if r.is_oracle and r.count("ok")]
     for row in rows.values():
-        sections = {s: row.config.get(s) for s in SHARED}
-        row.oracle = next((o for o in oracles if {s: o.config.get(s) for s in SHARED} == sections), None)
+        shared = shared_sections(row.config)
+        sections = {s: row.config.get(s) for s in shared}
+        row.oracle = next((o for o in oracles if {s: o.config.get(s) for s in shared} == sections), None)
     return list(rows.values())
 
 

@@ -47,7 +47,7 @@ RECORD = ".hydra"  # the job's composed config, Hydra's config and the command-l
 OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "samples.png", "density.png", "trajectory.png",
            "loss.png", "wandb")
 # metrics.json: these fields hold text (or null); every other field a finite number (or null).
-TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence"}
+TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind"}
 MAX_MAGNITUDE = 1e12  # no number a job records comes near this: a larger one is a hand edit or a corrupt file
 SWEEP_INTERRUPTED = ".interrupted"  # in a sweep directory: a job was interrupted, start no more (cleared per sweep)
 RUN_IGNORED = ("logger", "threads", "device", "resume", "overwrite")  # sections that do not change the results
@@ -170,7 +170,7 @@ def resume_from(path: str, config: dict[str, Any]) -> dict[str, Any]:
         state = checkpoints.load(file)
     except ConfigError as e:
         raise ConfigError(str(e).replace("ckpt_path:", "resume:", 1)) from e
-    diffs = checkpoints.differences(state["config"], config, checkpoints.TRAINING_KEYS)
+    diffs = checkpoints.differences(state["config"], config, checkpoints.training_keys(config))
     if diffs:
         raise ConfigError(f"resume: {file} was trained with another configuration: {'; '.join(diffs[:3])}")
     if "optimizer" not in state:

@@ -1,13 +1,16 @@
 """Reading what a run or sweep directory stores, without running any of it.
 
 Directories are shared and downloaded, so a stored config is data, never code: nothing in it is instantiated or
-imported. A `_target_` is looked up among the project's own registered classes, in modules already imported, and
+imported. A `_target_` is looked up among the project's own classes (every module of the package), and
 a class is built only from plain values (numbers, text, lists) that pass the same closed schema as a job's config
 (diffusion_runner.validate).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,8 +28,20 @@ class StoredConfigError(ValueError):
     """A stored config node the project will not build: not one of its own classes, or not plain values."""
 
 
+@functools.cache
+def import_project() -> None:
+    """Import every module of the project (never a stored file), so that subclasses() sees every family's classes:
+    a family is found by its subpackage alone."""
+    import diffusion_runner
+
+    for module in pkgutil.walk_packages(diffusion_runner.__path__, "diffusion_runner."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+
+
 def subclasses(base: type) -> set[type]:
-    """Every class derived from `base` among the modules imported so far."""
+    """Every class of the project derived from `base`."""
+    import_project()
     found, todo = set(), [base]
     while todo:
         for cls in todo.pop().__subclasses__():

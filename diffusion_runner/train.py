@@ -1,4 +1,4 @@
-"""The training loop: minibatch score matching on a fixed training set held on the device.
+"""The training loop: minibatches of a fixed training set held on the device, for any family's objective.
 
 The hot path is index -> loss -> backward -> (clip) -> step -> (EMA) with no DataLoader and no per-step Python
 bookkeeping beyond storing the loss tensor and checking it is finite: on CPU every step, before the update (a host
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from diffusion_runner.errors import ConfigError, Interrupted
-from diffusion_runner.losses import Loss
-from diffusion_runner.models.base import ScoreModel
+from diffusion_runner.family import Loss, Model
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class EMA:
 
 @dataclass
 class TrainResult:
-    model: ScoreModel  # the model to sample with: the EMA copy when EMA is on
+    model: Model  # the model to sample with: the EMA copy when EMA is on
     losses: np.ndarray  # loss of every step, including those before a resume
     optimizer: torch.optim.Optimizer
     seconds: float  # of this run of the loop
@@ -96,7 +95,7 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> 
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tensor | None = None,
+def train(model: Model, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tensor | None = None,
           optimizer: Callable, steps: int, batch_size: int, scheduler: Callable | None = None,
           grad_clip: float | None = None, ema_decay: float | None = None, log_every: int = 1000,
           generator: torch.Generator | None = None,
@@ -165,6 +164,7 @@ def train(model: ScoreModel, loss_fn: Loss, data: torch.Tensor, *, labels: torch
     for step in range(first, steps):
         idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
         y = None if labels is None else model.drop_labels(labels[idx], generator)
+        loss_fn.set_step(step)
         loss = loss_fn(model, data[idx], generator, y)
         if on_cpu and not math.isfinite(loss.item()):  # a host read costs ~0.2 us on CPU: check before the update
             raise diverged(loss.item(), step + 1)

@@ -1,10 +1,12 @@
 """Closed, typed configs: every key of the composed config is checked before any work, so a typo or a wrong value
 is one line naming the key instead of a key silently ignored or a failure far downstream.
 
-- Sections with a schema (diffusion_runner.config: the top level, train, eval) accept only their schema's keys.
+- Sections with a schema (diffusion_runner.config: the top level, train, eval) accept only their schema's keys, and
+  the top level also the sections of the job's family (diffusion_runner.family.Family.sections).
 - A `_target_` node accepts only the parameters its target takes (its class's __init__ and those of the classes
   it passes keywords on to), and each value must fit the parameter's annotation: an integer for `int`, a number
   for `float`, true/false for `bool` (not "no" or "yes"), text for `str`; `None` only where the annotation allows.
+  The schema's own fields are checked the same way.
 - No number anywhere in the config may be NaN or infinite.
 """
 
@@ -22,25 +24,69 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 
-from diffusion_runner.config import EvalConfig, RunConfig, TrainConfig
+from diffusion_runner.config import SCHEMAS
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.family import Family
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-SCHEMAS = {"": RunConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line, naming the key) for the first mistake in the job's config."""
     _check_finite(cfg, "")
+    family = family_class(cfg.get("family"))
     for section, schema in SCHEMAS.items():
         node = cfg.get(section) if section else cfg
-        _check_known(node.keys() if node is not None else [], {f.name for f in fields(schema)}, section)
-    for key in ("dataset", "sde", "loss", "model", "sampler", "logger"):
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"{section}: must be a mapping of its keys, got {node!r}")
+        extra = set(family.sections()) if not section else set()
+        _check_known(node.keys(), {f.name for f in fields(schema)} | extra, section,
+                     "" if section else f" (family {cfg.family._target_} takes {', '.join(family.sections())})")
+        _check_fields(node, schema, section)
+    for key in ("dataset", "logger", *family.sections()):
+        if cfg.get(key) is None:
+            raise ConfigError(f"{key}: not set; family {cfg.family._target_} needs {', '.join(family.sections())}")
+    for key, base in family.types.items():  # a part of another family first: its keys would be wrong too
+        node = cfg[key]
+        try:
+            target = _import(node._target_) if isinstance(node, DictConfig) and "_target_" in node else None
+        except Exception:
+            target = None  # named by check_target_node below
+        if target is not None and not (isinstance(target, type) and issubclass(target, base)):
+            raise ConfigError(f"{key}: {node._target_} is not a {base.__module__}.{base.__name__}, which family "
+                              f"{cfg.family._target_} needs at {key}")
+    for key in ("dataset", "logger", *family.sections()):
         check_target_node(cfg[key], key)
     for key in ("optimizer", "scheduler"):
         check_target_node(cfg.train[key], f"train.{key}")
     for name, node in cfg.eval.metrics.items():
         check_target_node(node, f"eval.metrics.{name}")
+
+
+def family_class(node: Any) -> type[Family]:
+    """The Family class a `family` node names, checked; ConfigError naming `family` otherwise."""
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        raise ConfigError("family: must be a family node such as {_target_: diffusion_runner.score.Score} "
+                          "(pick one with family=score)")
+    try:
+        target = _import(node._target_)
+    except Exception as e:
+        raise ConfigError(f"family._target_: cannot import '{node._target_}' ({type(e).__name__})") from e
+    if not (isinstance(target, type) and issubclass(target, Family)):
+        raise ConfigError(f"family._target_: '{node._target_}' is not a diffusion_runner.family.Family")
+    check_target_node(node, "family")
+    return target
+
+
+def _check_fields(node: DictConfig, schema: type, where: str) -> None:
+    """Every field of the schema is set, and each scalar fits its annotation."""
+    hints = typing.get_type_hints(schema)
+    for f in fields(schema):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name not in node:
+            raise ConfigError(f"{key}: missing")
+        if f.name not in SCHEMAS:
+            _check_type(_value(node, f.name), hints[f.name], key)
 
 
 def _check_finite(node: Any, key: str) -> None:
@@ -62,13 +108,13 @@ def _value(node: DictConfig, name: str) -> Any:
     return None if child._is_missing() else node[name]
 
 
-def _check_known(keys, allowed: set[str], where: str) -> None:
+def _check_known(keys, allowed: set[str], where: str, note: str = "") -> None:
     for key in keys:
         if key not in allowed and key not in HYDRA_KEYS:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             full = f"{where}.{key}" if where else str(key)
             hint = f" (did you mean {where + '.' if where else ''}{close[0]}?)" if close else ""
-            raise ConfigError(f"{full}: unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"{full}: unknown key{hint}{note}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _import(path: str) -> Any:

@@ -25,10 +25,10 @@ import torch
 from omegaconf import OmegaConf
 
 from diffusion_runner.build import build
-from diffusion_runner.likelihood import Likelihood
 from diffusion_runner.metrics import EvalContext
-from diffusion_runner.models import Oracle
 from diffusion_runner.pipeline import restore
+from diffusion_runner.score import Oracle
+from diffusion_runner.score.likelihood import ODELikelihood as Likelihood
 
 
 def timed(metric: Likelihood, ctx_of, repeats: int) -> tuple[float, dict]:
@@ -64,17 +64,17 @@ def main():
         parts = build(cfg)
         model, _ = restore(cfg, parts)
         model.eval().requires_grad_(False)
-        models = {"learned": model.score, "oracle": Oracle(parts.sde, parts.dataset).score}
+        models = {"learned": model, "oracle": Oracle(parts.model.sde, parts.dataset)}
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.points} points; model from "
               f"{run_dir}; median of {args.repeats}")
         print(f"{'model':8s} {'divergence':11s} {'tol':>6s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} {'kl_ode':>8s} "
               f"{'± se':>7s}")
-        for name, score_fn in models.items():
+        for name, scored in models.items():
             for divergence in ("exact", "hutchinson"):
                 for tol in args.tolerances:
                     metric = Likelihood(n_points=args.points, divergence=divergence, rtol=tol, atol=tol)
-                    seconds, out = timed(metric, lambda r, f=score_fn: EvalContext(
-                        np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), f, parts.sde, "cpu"),
+                    seconds, out = timed(metric, lambda r, m=scored: EvalContext(
+                        np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), m, "cpu"),
                         args.repeats)
                     print(f"{name:8s} {divergence:11s} {tol:6.0e} {seconds:8.1f} {out['nll_nfe']:5.0f} "
                           f"{out['nll']:8.4f} {out['kl_ode']:8.4f} {out['kl_ode_se']:7.4f}", flush=True)

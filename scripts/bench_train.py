@@ -27,7 +27,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-import diffusion_runner.config  # noqa: F401  (registers the schema)
 from diffusion_runner import checkpoints
 from diffusion_runner.build import build, build_loss
 from diffusion_runner.interrupts import StopSignals
@@ -63,7 +62,7 @@ def bare_loop(model, sde, data, cfg, steps):
 
 def runner_loop(model, sde, data, cfg, steps):
     with tempfile.TemporaryDirectory() as tmp, StopSignals() as stop, stop.deferred():
-        fit = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
+        fit = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
                     batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler, T_max=steps),
                     grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
                     generator=torch.Generator().manual_seed(0), checkpoint_every=cfg.train.checkpoint_every,
@@ -77,7 +76,7 @@ def compare(name: str, overrides: list[str], steps: int, repeats: int) -> dict:
     if cfg.train.grad_clip is not None or not cfg.train.ema_decay or cfg.train.scheduler is None:
         raise SystemExit("bench_train compares loops with EMA, a scheduler and no gradient clipping")
     parts = build(cfg)
-    dataset, sde = parts.dataset, parts.sde
+    dataset, sde = parts.dataset, parts.model.sde
     data = torch.as_tensor(dataset.sample(cfg.train.n_data, np.random.default_rng(0)))
 
     def fresh():

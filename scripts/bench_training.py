@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-import diffusion_runner.config  # noqa: F401  (registers the schema)
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
 from diffusion_runner.report import load_jobs

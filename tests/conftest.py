@@ -10,8 +10,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-import diffusion_runner.config  # noqa: F401  (registers the schema)
-
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("dataset", "sde", "loss", "weighting", "model", "sampler", "logger")
 
@@ -34,8 +32,22 @@ def tiny_with(group: str, option: str) -> list[str]:
     return list(TINY)
 
 
-def options(group: str) -> list[str]:
+FAMILIES = sorted(p.stem for p in (CONF / "family").glob("*.yaml"))
+
+
+def family_of(option: str) -> str:
+    """The family a shipped option serves: the one its name starts with (model=chain_oracle: chain), else score."""
+    prefix = option.split("_")[0]
+    return prefix if prefix in FAMILIES else "score"
+
+
+def all_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def options(group: str) -> list[str]:
+    """The score family's options of a group (the groups every test of the score family iterates)."""
+    return [o for o in all_options(group) if family_of(o) == "score"]
 
 
 def compose_config(overrides=(), return_hydra_config=False):

@@ -10,10 +10,12 @@ from omegaconf import OmegaConf
 
 from diffusion_runner.build import build_loss
 from diffusion_runner.data import Dataset
-from diffusion_runner.losses import Loss
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.samplers import Sampler
-from diffusion_runner.sdes import SDE
+from diffusion_runner.errors import ConfigError
+from diffusion_runner.sampling import Sampler
+from diffusion_runner.score.losses import Loss
+from diffusion_runner.score.model import ScoreModel
+from diffusion_runner.score.sdes import SDE
+from diffusion_runner.validate import validate
 from tests.conftest import GROUPS, compose_config, options
 
 
@@ -25,8 +27,8 @@ def test_every_group_has_options():
 def build(cfg, tmp_path):
     dataset = instantiate(cfg.dataset)
     sde = instantiate(cfg.sde)
-    loss = build_loss(cfg, sde)
     model = instantiate(cfg.model, sde=sde, dataset=dataset)
+    loss = build_loss(cfg, model)
     sampler = instantiate(cfg.sampler)
     logger = instantiate(cfg.logger, _partial_=True)(run_config={}, out_dir=tmp_path)
     return dataset, sde, loss, model, sampler, logger
@@ -60,12 +62,21 @@ def test_unknown_option_lists_the_valid_ones():
         assert option in message
 
 
-@pytest.mark.parametrize("override,key", [("train.steps=abc", "train.steps"), ("train.stepz=5", "stepz"),
-                                          ("threads=many", "threads")])
-def test_bad_values_name_the_key(override, key):
+def test_an_unknown_key_without_plus_fails_composition_naming_it():
     with pytest.raises(ConfigCompositionException) as info:
-        compose_config([override])
-    assert key in str(info.value.__cause__ or info.value)
+        compose_config(["train.stepz=5"])
+    assert "stepz" in str(info.value.__cause__ or info.value)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.steps=abc", "train.steps: must be an integer, got 'abc'"),
+    ("threads=many", "threads: must be an integer, got 'many'"),
+    ("overwrite=maybe", "overwrite: must be true or false, got 'maybe'"),
+    ("eval.n_samples=1.5", "eval.n_samples: must be an integer, got 1.5")])
+def test_a_bad_value_of_a_shared_key_is_one_line_naming_it(override, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config([override]))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
 def test_any_gaussian_mixture_by_override():

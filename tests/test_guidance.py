@@ -10,10 +10,11 @@ from hydra.utils import instantiate
 
 from diffusion_runner.__main__ import config_error
 from diffusion_runner.build import build
-from diffusion_runner.guidance import Request, guided_score
 from diffusion_runner.loggers import NoLogger
-from diffusion_runner.models import Oracle
 from diffusion_runner.pipeline import run
+from diffusion_runner.request import Request
+from diffusion_runner.score import Oracle
+from diffusion_runner.score.guidance import guided_score
 from tests.conftest import compose_config
 
 

@@ -12,9 +12,10 @@ from hydra.utils import instantiate
 from diffusion_runner.build import build
 from diffusion_runner.data import GaussianMixture
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.likelihood import Likelihood, log_likelihood
 from diffusion_runner.metrics import EvalContext
-from diffusion_runner.models import Oracle
+from diffusion_runner.score import Oracle
+from diffusion_runner.score.likelihood import ODELikelihood as Likelihood
+from diffusion_runner.score.likelihood import log_likelihood
 from tests.conftest import compose_config
 
 MU, STD0 = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.7
@@ -49,7 +50,7 @@ def test_oracle_nll_is_the_true_cross_entropy(sde_name):
     """With the exact score, nll = E_q[-log q] (within 1%) and kl_ode ~ 0 (within its standard error)."""
     parts = build(compose_config([f"sde={sde_name}", "model=oracle"]))
     metric = Likelihood(n_points=2000)
-    ctx = EvalContext(np.empty((0, 2)), parts.dataset, np.random.default_rng(0), parts.model.score, parts.sde, "cpu")
+    ctx = EvalContext(np.empty((0, 2)), parts.dataset, np.random.default_rng(0), parts.model, "cpu")
     out = metric(ctx)
     assert out["nll"] == pytest.approx(out["data_entropy"], rel=0.01)
     assert abs(out["kl_ode"]) < 3 * out["kl_ode_se"] + 1e-3
@@ -61,9 +62,9 @@ def test_oracle_nll_is_the_true_cross_entropy(sde_name):
 def test_hutchinson_agrees_with_the_exact_divergence_within_its_standard_error():
     parts = build(compose_config(["model=oracle"]))
     x = torch.as_tensor(parts.dataset.sample(1000, np.random.default_rng(1)))
-    exact, _ = log_likelihood(parts.model.score, parts.sde, x)
+    exact, _ = log_likelihood(parts.model.score, parts.model.sde, x)
     for probe in ("rademacher", "gaussian"):
-        estimate, _ = log_likelihood(parts.model.score, parts.sde, x, divergence="hutchinson", probe=probe,
+        estimate, _ = log_likelihood(parts.model.score, parts.model.sde, x, divergence="hutchinson", probe=probe,
                                      generator=torch.Generator().manual_seed(2))
         diff = estimate - exact
         assert float(diff.std()) > 0  # a real estimate, not the exact value
@@ -74,7 +75,7 @@ def test_a_worse_model_has_a_larger_kl_ode():
     """An untrained network's density is far from q: kl_ode is large, and far beyond its standard error."""
     parts = build(compose_config([]))
     parts.model.eval().requires_grad_(False)
-    ctx = EvalContext(np.empty((0, 2)), parts.dataset, np.random.default_rng(0), parts.model.score, parts.sde, "cpu")
+    ctx = EvalContext(np.empty((0, 2)), parts.dataset, np.random.default_rng(0), parts.model, "cpu")
     out = Likelihood(n_points=500, rtol=1e-3, atol=1e-3)(ctx)
     assert out["kl_ode"] > 0.5 and out["kl_ode"] > 10 * out["kl_ode_se"]
     assert out["nll"] == pytest.approx(out["data_entropy"] + out["kl_ode"], rel=1e-6)

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 
 from diffusion_runner.build import build_loss
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.losses import DSM, ISM, SSM, Loss
-from diffusion_runner.models import Oracle
+from diffusion_runner.score import Oracle
+from diffusion_runner.score.losses import DSM, ISM, SSM, Loss
 from diffusion_runner.train import train
 from diffusion_runner.validate import validate
 from tests.conftest import BACKBONES, compose_config, learned_model, options
@@ -115,7 +115,7 @@ def test_every_loss_trains_every_backbone_without_nan_and_lowers_its_loss(loss_n
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
     model = learned_model(sde, dataset, [f"model={backbone}"])
     data = torch.as_tensor(dataset.sample(5000, np.random.default_rng(0)))
-    result = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=300,
+    result = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=300,
                    batch_size=128, generator=torch.Generator().manual_seed(0))
     assert np.isfinite(result.losses).all()
     assert result.losses[-50:].mean() < 0.8 * result.losses[:50].mean()
@@ -128,7 +128,7 @@ def test_every_loss_trains_every_backbone_without_nan_and_lowers_its_loss(loss_n
 def test_a_bad_loss_value_is_a_config_error_naming_the_key(loss_name, key, value):
     cfg = compose_config([f"loss={loss_name}", f"loss.{key}={value}"])
     with pytest.raises(InstantiationException) as failure:  # instantiate wraps what the constructor raised
-        build_loss(cfg, instantiate(cfg.sde))
+        build_loss(cfg, learned_model(instantiate(cfg.sde), instantiate(cfg.dataset)))
     assert isinstance(failure.value.__cause__, ConfigError)
     assert str(failure.value.__cause__).startswith(f"loss.{key}: ")
 
@@ -141,7 +141,7 @@ def test_every_loss_takes_every_sde_and_weighting(loss_name, sde_name, weighting
     cfg = compose_config([f"loss={loss_name}", f"sde={sde_name}", f"weighting={weighting}"])
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
     model = learned_model(sde, dataset)
-    loss = build_loss(cfg, sde)(model, torch.as_tensor(dataset.sample(256, np.random.default_rng(0))),
+    loss = build_loss(cfg, model)(model, torch.as_tensor(dataset.sample(256, np.random.default_rng(0))),
                                 torch.Generator().manual_seed(0))
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -170,4 +170,4 @@ def test_a_loss_without_a_weighting_runs_with_tilde_weighting_and_says_so_withou
     cfg = compose_config(["~weighting"])
     cfg.loss = {"_target_": f"{__name__}.Unweighted"}
     validate(cfg)
-    assert isinstance(build_loss(cfg, sde), Unweighted)
+    assert isinstance(build_loss(cfg, learned_model(sde, instantiate(cfg.dataset))), Unweighted)

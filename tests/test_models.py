@@ -12,8 +12,8 @@ from torch import nn
 
 from diffusion_runner.data import GaussianMixture
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models import Preconditioned
-from diffusion_runner.models.precond import PARAMETERIZATIONS
+from diffusion_runner.score import Preconditioned
+from diffusion_runner.score.precond import PARAMETERIZATIONS
 from diffusion_runner.train import train
 from tests.conftest import BACKBONES, compose_config, learned_model, options
 

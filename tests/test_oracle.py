@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from diffusion_runner.data import GaussianMixture
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models import Oracle
+from diffusion_runner.score import Oracle
 from tests.conftest import compose_config, options
 
 MIXTURES = {

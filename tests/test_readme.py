@@ -49,7 +49,7 @@ def test_the_readme_example_is_one_class_and_one_yaml(code, yaml, group, option,
     torch.manual_seed(0)
     model = instantiate(cfg.model, sde=sde, dataset=dataset)
     data = torch.as_tensor(dataset.sample(2000, np.random.default_rng(0)))
-    result = train(model, build_loss(cfg, sde), data, optimizer=instantiate(cfg.train.optimizer), steps=200,
+    result = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=200,
                    batch_size=128, generator=torch.Generator().manual_seed(0))
     assert np.isfinite(result.losses).all() and result.losses[-30:].mean() < result.losses[:30].mean()
     sys.modules.pop(f"example_{option}", None)

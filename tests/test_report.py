@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 from diffusion_runner.report import SweepReport, main, write_report
 
 GMM8 = {"_target_": "diffusion_runner.data.ring_mixture", "n_modes": 8, "radius": 4.0, "std": 0.5, "weights": None}
-SAMPLER = {"_target_": "diffusion_runner.samplers.EulerMaruyama", "steps": 1000}
+SAMPLER = {"_target_": "diffusion_runner.score.samplers.EulerMaruyama", "steps": 1000}
 EVAL = {"n_samples": 10000, "metrics": {"kl_kde": {"_target_": "diffusion_runner.metrics.KLKDE"},
                                         "chamfer": {"_target_": "diffusion_runner.metrics.Chamfer"},
                                         "emd": {"_target_": "diffusion_runner.metrics.EMD"}}}
-VP, OU = {"_target_": "diffusion_runner.sdes.VP"}, {"_target_": "diffusion_runner.sdes.OU"}
-MLP, ORACLE = {"_target_": "diffusion_runner.models.MLP"}, {"_target_": "diffusion_runner.models.Oracle"}
+VP, OU = {"_target_": "diffusion_runner.score.sdes.VP"}, {"_target_": "diffusion_runner.score.sdes.OU"}
+MLP, ORACLE = {"_target_": "diffusion_runner.score.MLP"}, {"_target_": "diffusion_runner.score.Oracle"}
 
 
 def make_job(root, num, overrides, sde, model, metrics):
@@ -27,7 +27,8 @@ def make_job(root, num, overrides, sde, model, metrics):
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
     seed = int(next(o for o in overrides if o.startswith("seed=")).split("=")[1])
-    config = {"seed": seed, "dataset": GMM8, "sde": sde, "sampler": SAMPLER, "eval": EVAL, "model": model}
+    config = {"seed": seed, "dataset": GMM8, "family": {"_target_": "diffusion_runner.score.Score"}, "sde": sde,
+              "sampler": SAMPLER, "eval": EVAL, "model": model}
     (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if metrics is not None:
         (job / "metrics.json").write_text(json.dumps(metrics))

@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 
 from diffusion_runner.build import build
-from diffusion_runner.grids import Karras, Log, Uniform
-from diffusion_runner.samplers import DDIM, Heun, ProbabilityFlowODE, Snapshots
+from diffusion_runner.sampling import Snapshots
+from diffusion_runner.score.grids import Karras, Log, Uniform
+from diffusion_runner.score.samplers import DDIM, Heun, ProbabilityFlowODE
 from tests.conftest import compose_config, options
 
 N = 8_000
@@ -46,7 +47,7 @@ def test_oracle_sampling_recovers_every_mode(sampler_name, sde_name):
         overrides.append("sampler/grid=log")
     cfg = compose_config(overrides)
     parts = build(cfg)
-    result = parts.sampler.sample(parts.model.score, parts.sde, (N, 2), torch.Generator().manual_seed(0))
+    result = parts.sampler.sample(parts.model.score, parts.model.sde, (N, 2), torch.Generator().manual_seed(0))
     assert result.nfe > 0
     mass, stds, stranded = mode_statistics(result.x.numpy(), parts.dataset.means.numpy())
     # Binomial standard error of a 1/8 mass at N = 8000 is 0.0037: allow ~5 of them.
@@ -61,8 +62,8 @@ def errors_by_steps(sampler_cls, sde_name, steps=(16, 32, 64, 128)):
     from the same prior draws (DDIM and Heun step in EDM's variables (sigma, x / m): the same ODE)."""
     parts = build(compose_config([f"sde={sde_name}", "model=oracle"]))
     shape, seed = (1000, 2), torch.Generator().manual_seed
-    reference = ProbabilityFlowODE(rtol=1e-9, atol=1e-9).sample(parts.model.score, parts.sde, shape, seed(0)).x
-    return [float((sampler_cls(steps=n, grid=Karras()).sample(parts.model.score, parts.sde, shape, seed(0)).x
+    reference = ProbabilityFlowODE(rtol=1e-9, atol=1e-9).sample(parts.model.score, parts.model.sde, shape, seed(0)).x
+    return [float((sampler_cls(steps=n, grid=Karras()).sample(parts.model.score, parts.model.sde, shape, seed(0)).x
                    - reference).norm(dim=1).mean()) for n in steps]
 
 
@@ -78,7 +79,7 @@ def test_ode_samplers_converge_at_their_order(sampler_cls, order, sde_name):
 def test_adaptive_ode_converges_as_the_tolerance_shrinks():
     parts = build(compose_config(["model=oracle"]))
     seed = torch.Generator().manual_seed
-    solve = lambda tol: ProbabilityFlowODE(rtol=tol, atol=tol).sample(parts.model.score, parts.sde, (500, 2),  # noqa: E731
+    solve = lambda tol: ProbabilityFlowODE(rtol=tol, atol=tol).sample(parts.model.score, parts.model.sde, (500, 2),  # noqa: E731
                                                                        seed(0))
     reference = solve(1e-9).x
     loose, tight = solve(1e-3), solve(1e-6)
@@ -108,23 +109,23 @@ def test_log_and_karras_grids_space_the_noise_level():
 def test_snapshots_callback_keeps_evenly_spaced_states():
     parts = build(compose_config(["model=oracle", "sampler=euler_maruyama", "sampler.steps=50"]))  # a uniform grid
     snapshots = Snapshots(6)
-    parts.sampler.sample(parts.model.score, parts.sde, (100, 2), torch.Generator(), callback=snapshots)
+    parts.sampler.sample(parts.model.score, parts.model.sde, (100, 2), torch.Generator(), callback=snapshots)
     times = [t for t, _ in snapshots.states]
-    assert len(times) == 6 and times[0] == parts.sde.T and times[-1] == parts.sde.eps
-    steps = np.round((parts.sde.T - np.array(times)) / (parts.sde.T - parts.sde.eps) * 50)
+    assert len(times) == 6 and times[0] == parts.model.sde.T and times[-1] == parts.model.sde.eps
+    steps = np.round((parts.model.sde.T - np.array(times)) / (parts.model.sde.T - parts.model.sde.eps) * 50)
     assert steps.tolist() == [0, 10, 20, 30, 40, 50]
 
 
 def test_sampler_keeps_trailing_dimensions():
     parts = build(compose_config(["dataset=gmm", "model=oracle", "sampler.steps=50"]))
     snapshots = Snapshots(3)
-    result = parts.sampler.sample(parts.model.score, parts.sde, (100, parts.dataset.dim), torch.Generator(),
+    result = parts.sampler.sample(parts.model.score, parts.model.sde, (100, parts.dataset.dim), torch.Generator(),
                                   callback=snapshots)
     assert result.x.shape == (100, 3) and [s.shape for _, s in snapshots.states] == [(100, 3)] * 3
 
 
 def test_same_generator_same_samples():
     parts = build(compose_config(["model=oracle", "sampler=pc", "sampler.steps=20"]))
-    a, b = (parts.sampler.sample(parts.model.score, parts.sde, (200, 2), torch.Generator().manual_seed(3)).x
+    a, b = (parts.sampler.sample(parts.model.score, parts.model.sde, (200, 2), torch.Generator().manual_seed(3)).x
             for _ in range(2))
     assert torch.equal(a, b)

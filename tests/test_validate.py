@@ -9,10 +9,14 @@ from diffusion_runner.__main__ import config_error
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
 from diffusion_runner.validate import validate
-from tests.conftest import GROUPS, compose_config, options
+from tests.conftest import FAMILIES, GROUPS, all_options, compose_config, family_of, options
 
 
 @pytest.mark.parametrize("overrides", [[f"{g}={o}"] for g in GROUPS for o in options(g)]
+                         + [[f"family={f}"] for f in FAMILIES]
+                         + [[f"family={family_of(o)}", f"{g}={o}"] for g in GROUPS for o in all_options(g)
+                            if family_of(o) != "score"]
+                         + [["family=chain", f"schedule={o}"] for o in all_options("schedule")]
                          + [[f"sampler/grid={o}"] for o in options("sampler/grid")]
                          + [[f"experiment={o}"] for o in options("experiment")]
                          + [["experiment=writeup_table", f"+row={o}"] for o in options("row")])

@@ -1,32 +1,22 @@
-"""Training objectives."""
+"""Score-matching objectives."""
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.sdes import SDE, ScoreFn, append_dims
-from diffusion_runner.weighting import Weighting
+from diffusion_runner.family import Loss
+from diffusion_runner.score.divergence import PROBES, exact, hutchinson, probe_like
+from diffusion_runner.score.model import ScoreModel
+from diffusion_runner.score.sdes import SDE, ScoreFn, append_dims
+from diffusion_runner.score.weighting import Weighting
 
 T_SAMPLING = ("uniform", "importance")
-
-
-class Loss(ABC):
-    """A training objective, what the training loop depends on: loss(model, x0, generator, y) is the scalar to
-    minimise on the batch x0 (shape (batch, ...)) with labels y (batch,) for a conditional model (else None),
-    drawing its randomness from `generator`."""
-
-    @abstractmethod
-    def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None,
-                 y: Tensor | None = None) -> Tensor:
-        """The objective on one batch, a 0-dim tensor with a gradient."""
 
 
 class TimeWeighted(Loss):

@@ -6,8 +6,8 @@ from torch import Tensor
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.sdes import SDE
+from diffusion_runner.score.model import ScoreModel
+from diffusion_runner.score.sdes import SDE
 
 
 class Oracle(ScoreModel):

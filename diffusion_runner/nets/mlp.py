@@ -5,22 +5,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from diffusion_runner.models.backbones.common import make_activation, positive_int, size
+from diffusion_runner.nets.common import make_activation, positive_int, size
 
 
 class MLP(nn.Module):
-    """[x, features] -> `depth` hidden layers of `width` units -> x's shape."""
+    """[x, features] -> `depth` hidden layers of `width` units -> x's shape (or `out_shape`)."""
 
     def __init__(self, shape: tuple[int, ...], features: int, width: int = 128, depth: int = 3,
-                 activation: str = "silu"):
+                 activation: str = "silu", out_shape: tuple[int, ...] | None = None):
         super().__init__()
         width, depth = positive_int(width, "width"), positive_int(depth, "depth")
-        self.shape = tuple(shape)
+        self.shape = tuple(out_shape or shape)
         layers, n_in = [], size(shape) + features
         for _ in range(depth):
             layers += [nn.Linear(n_in, width), make_activation(activation)]
             n_in = width
-        layers.append(nn.Linear(n_in, size(shape)))
+        layers.append(nn.Linear(n_in, size(self.shape)))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, features: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.sdes import SDE
+from diffusion_runner.score.sdes import SDE
 
 
 class Grid(ABC):

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from diffusion_runner.sdes import SDE
+from diffusion_runner.score.sdes import SDE
 
 
 class Weighting(ABC):

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.backbones.common import positive_int, size
+from diffusion_runner.nets.common import positive_int, size
 
 
 class Transformer(nn.Module):

@@ -1,10 +1,10 @@
 """Samplers: draw x at t = eps by integrating a reverse process from the prior N(0, s(T)^2 I) at t = T.
 
 Every sampler has one signature, sample(score_fn, sde, shape, generator, device, callback) -> SampleResult, and
-counts its score evaluations (nfe). callback({"i", "n", "t", "x"}) sees the prior (i = 0) and the state after
-each of the n updates; the trajectory plot is made by one (Snapshots), not by code inside the samplers.
+counts its score evaluations (nfe); generate() (diffusion_runner.sampling) calls it with the model's guided score.
+The callback sees the prior (i = 0) and the state after each of the n updates.
 
-Grid samplers are a one-step method applied on a time grid T = t_0 > ... > t_N = eps (diffusion_runner.grids), so
+Grid samplers are a one-step method applied on a time grid T = t_0 > ... > t_N = eps (diffusion_runner.score.grids), so
 any of them runs on any grid. Notation for one step from t to s < t: (m_t, s_t) are the marginal coefficients,
 score = s_theta(x, t), x0_hat = (x + s_t^2 score) / m_t (Tweedie), sigma = s / m the noise level, and
 x_t | x_s ~ N(a x_s, v I) the SDE's exact transition (sde.transition(s, t)).
@@ -13,27 +13,20 @@ x_t | x_s ~ N(a x_s, v I) the SDE's exact transition (sde.transition(s, t)).
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.grids import Grid, Log, Uniform
-from diffusion_runner.guidance import Request
-from diffusion_runner.ode import check_solver, integrate
-from diffusion_runner.sdes import SDE, ScoreFn
+from diffusion_runner.sampling import Callback, Sampler, SampleResult, integer_option
+from diffusion_runner.score.grids import Grid, Log, Uniform
+from diffusion_runner.score.guidance import guided_score
+from diffusion_runner.score.ode import check_solver, integrate
+from diffusion_runner.score.sdes import SDE, ScoreFn
 
-Callback = Callable[[dict], None]
 Noise = Callable[[], Tensor]
-
-
-@dataclass
-class SampleResult:
-    x: Tensor  # samples at t = eps
-    nfe: int  # score evaluations
 
 
 class CountingScore:
@@ -47,18 +40,13 @@ class CountingScore:
         return self.score_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype))
 
 
-def _count(value, key: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{key}: must be an integer >= {minimum}, got {value!r}")
-    return value
+class ScoreSampler(Sampler):
+    """A sampler of the score family: generate() turns the model and the request into the (guided) score function
+    it passes to sample()."""
 
-
-class Sampler(ABC):
-    """`label` and `guidance` say what to sample from a conditional model (diffusion_runner.guidance.Request); the
-    sample stage turns them into the score function it passes to sample()."""
-
-    def __init__(self, label=None, guidance: float = 0.0):
-        self.request = Request.parse(label, guidance)
+    def generate(self, model, shape, labels, generator, device, callback=None):
+        return self.sample(guided_score(model, labels, self.request.guidance), model.sde, shape, generator, device,
+                           callback)
 
     @torch.inference_mode()
     def sample(self, score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...], generator: torch.Generator | None = None,
@@ -75,13 +63,13 @@ class Sampler(ABC):
         """Integrate from the prior sample x at T to eps; noise() draws a fresh N(0, I) of x's shape."""
 
 
-class GridSampler(Sampler):
+class GridSampler(ScoreSampler):
     """A one-step method on a grid of `steps` steps. With `denoise`, a stochastic method's last step adds no
     noise (it returns the step's mean, as score_sde does)."""
 
     def __init__(self, steps: int = 1000, grid: Grid | None = None, denoise: bool = True, **request):
         super().__init__(**request)
-        self.steps = _count(steps, "sampler.steps")
+        self.steps = integer_option(steps, "sampler.steps")
         self.grid = grid or Uniform()
         self.denoise = bool(denoise)
 
@@ -182,7 +170,7 @@ class PredictorCorrector(GridSampler):
         if not snr > 0:
             raise ConfigError(f"sampler.snr: must be positive, got {snr}")
         self.predictor = self.PREDICTORS[predictor](steps, grid, denoise)
-        self.corrector_steps = _count(corrector_steps, "sampler.corrector_steps", minimum=0)
+        self.corrector_steps = integer_option(corrector_steps, "sampler.corrector_steps", minimum=0)
         self.snr = float(snr)
 
     def step(self, score, sde, x, t, s, noise, final):
@@ -195,7 +183,7 @@ class PredictorCorrector(GridSampler):
         return self.predictor.step(score, sde, x, t, s, noise, final)
 
 
-class ProbabilityFlowODE(Sampler):
+class ProbabilityFlowODE(ScoreSampler):
     """The probability-flow ODE dx/dt = f - g^2 score / 2 from T to eps with an adaptive Runge-Kutta method of
     scipy's solve_ivp (rtol, atol). It draws from exactly the density that the `likelihood` metric evaluates.
     The callback sees the solver's accepted steps."""
@@ -217,7 +205,7 @@ class ProbabilityFlowODE(Sampler):
         return states[-1].to(torch.float32)
 
 
-class AnnealedLangevin(Sampler):
+class AnnealedLangevin(ScoreSampler):
     """NCSN's annealed Langevin dynamics (Song & Ermon 2019, alg. 1): at each of `levels` times of the grid, from T
     down to eps, `steps_per_level` steps x <- x + (e_i / 2) score + sqrt(e_i) z with e_i = step_size s(t_i)^2, i.e.
     NCSN's e sigma_i^2 / sigma_L^2 with e = step_size sigma_L^2. With `denoise`, a last Tweedie step
@@ -226,8 +214,8 @@ class AnnealedLangevin(Sampler):
     def __init__(self, levels: int = 20, steps_per_level: int = 50, step_size: float = 1.0,
                  grid: Grid | None = None, denoise: bool = True, **request):
         super().__init__(**request)
-        self.levels = _count(levels, "sampler.levels", minimum=2)
-        self.steps_per_level = _count(steps_per_level, "sampler.steps_per_level")
+        self.levels = integer_option(levels, "sampler.levels", minimum=2)
+        self.steps_per_level = integer_option(steps_per_level, "sampler.steps_per_level")
         if not step_size > 0:
             raise ConfigError(f"sampler.step_size: must be positive, got {step_size}")
         self.step_size, self.grid, self.denoise = float(step_size), grid or Log(), bool(denoise)
@@ -243,16 +231,3 @@ class AnnealedLangevin(Sampler):
                 x = x + sde.coefficients(t)[1] ** 2 * score(x, t)
             callback({"i": i + 1, "n": self.levels, "t": t, "x": x})
         return x
-
-
-class Snapshots:
-    """A callback keeping `count` states evenly spaced over the updates, the prior and the result included."""
-
-    def __init__(self, count: int):
-        self.count = _count(count, "eval.snapshots", minimum=2)
-        self.states: list[tuple[float, Tensor]] = []
-
-    def __call__(self, info: dict) -> None:
-        n = info["n"]
-        if info["i"] in {round(k * n / (self.count - 1)) for k in range(self.count)}:
-            self.states.append((info["t"], info["x"].clone()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.backbones.common import make_activation, positive_int, size
+from diffusion_runner.nets.common import make_activation, positive_int, size
 
 NORMS = {"none": lambda width: nn.Identity(), "layer": nn.LayerNorm, "batch": nn.BatchNorm1d}
 
@@ -23,7 +23,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResMLP(nn.Module):
-    """x -> Linear -> `blocks` residual blocks of `width` units -> act -> Linear -> x's shape.
+    """x -> Linear -> `blocks` residual blocks of `width` units -> act -> Linear -> x's shape (or `out_shape`).
 
     `norm`: none | layer | batch, inside each block only. Batch norm normalises over the batch in training and with
     running statistics in evaluation; it couples the points of a training batch, so ISM/SSM's divergence then has a
@@ -33,15 +33,15 @@ class ResMLP(nn.Module):
     """
 
     def __init__(self, shape: tuple[int, ...], features: int, width: int = 64, blocks: int = 3,
-                 norm: str = "layer", activation: str = "silu"):
+                 norm: str = "layer", activation: str = "silu", out_shape: tuple[int, ...] | None = None):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.backbone.norm: '{norm}' is not one of {list(NORMS)}")
         width, blocks = positive_int(width, "width"), positive_int(blocks, "blocks")
-        self.shape = tuple(shape)
+        self.shape = tuple(out_shape or shape)
         self.inp = nn.Linear(size(shape), width)
         self.blocks = nn.ModuleList(ResidualBlock(width, features, norm, activation) for _ in range(blocks))
-        self.out = nn.Sequential(make_activation(activation), nn.Linear(width, size(shape)))
+        self.out = nn.Sequential(make_activation(activation), nn.Linear(width, size(self.shape)))
 
     def forward(self, x: Tensor, features: Tensor) -> Tensor:
         h = self.inp(x.flatten(1))

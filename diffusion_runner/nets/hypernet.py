@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from diffusion_runner.models.backbones.common import make_activation, positive_int, size
+from diffusion_runner.nets.common import make_activation, positive_int, size
 
 
 class HyperNet(nn.Module):

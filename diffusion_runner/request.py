@@ -1,4 +1,5 @@
-"""Conditional sampling: the labels a job asks for, and classifier-free guidance (Ho & Salimans 2022)."""
+"""What a job asks its sampler for: the labels of a conditional model, and the weight of classifier-free guidance
+(Ho & Salimans 2022), for every family."""
 
 from __future__ import annotations
 
@@ -6,12 +7,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from torch import Tensor
 
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.models.base import ScoreModel
-from diffusion_runner.sdes import ScoreFn
+from diffusion_runner.family import Model
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Request:
             raise ConfigError(f"sampler.label: must be null, a label >= 0 or a non-empty list of them, got {label!r}")
         return cls(tuple(labels), float(guidance))
 
-    def check(self, model: ScoreModel, dataset: Dataset) -> None:
+    def check(self, model: Model, dataset: Dataset) -> None:
         if (self.labels is None or self.guidance) and not model.has_unconditional:
             key = "sampler.guidance" if self.labels is not None else "sampler.label"
             raise ConfigError(f"{key}: needs the unconditional score, which a model trained with "
@@ -57,17 +56,3 @@ class Request:
     def target(self, dataset: Dataset) -> Dataset:
         """The distribution the samples should follow: the requested components, or the whole dataset."""
         return dataset if self.labels is None else dataset.condition(self.labels)
-
-
-def guided_score(model: ScoreModel, y: Tensor | None, weight: float) -> ScoreFn:
-    """s_w(x, t) = (1 + w) s(x, t, y) - w s(x, t): the conditional score for w = 0, sharper towards y for w > 0.
-    y holds one label per point, or a single label for every point; None gives the unconditional score."""
-    if y is None:
-        return model.score
-
-    def score(x: Tensor, t: Tensor) -> Tensor:
-        labels = y.expand(len(x)) if y.numel() == 1 else y
-        conditional = model.score(x, t, labels)
-        return conditional if not weight else (1 + weight) * conditional - weight * model.score(x, t)
-
-    return score
