@@ -234,8 +234,10 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume:
 
 
 def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path) -> None:
-    """The figures every job draws: samples.png, density.png, trajectory.png."""
+    """The figures every job draws: samples.png, density.png, and trajectory.png when the sampler showed its
+    states to the callback."""
     lims = plots.plot_limits(reference)
     plots.samples_vs_truth(samples, reference, out_dir / "samples.png")
     plots.density(samples, lims, out_dir / "density.png")
-    plots.trajectory(snapshots, lims, out_dir / "trajectory.png")
+    if snapshots:
+        plots.trajectory(snapshots, lims, out_dir / "trajectory.png")

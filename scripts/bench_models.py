@@ -3,6 +3,8 @@ parameter count: the backbone x loss table and the conditional-generation table 
 
     python scripts/bench_models.py backbones [--out DIR]     # experiment=backbones: model x loss, 3 seeds
     python scripts/bench_models.py conditional [--out DIR]   # experiment=conditional: learned vs exact, w in {0,1,3}
+    python scripts/bench_models.py vae [--out DIR]           # experiment=vae: relaxed / straight-through x annealing
+    python scripts/bench_models.py chain [--out DIR]         # experiment=chain: the chain against the VP SDE
 
 The sweep is the real command line, `python -m diffusion_runner -m experiment=NAME hydra.sweep.dir=DIR` (DIR
 defaults to outputs/sweeps/NAME/final); a DIR holding results.csv is read, not re-run. Each cell is the mean ± std
@@ -27,6 +29,9 @@ CONF = Path(__file__).resolve().parents[1] / "diffusion_runner" / "conf"
 COLUMNS = {
     "backbones": ["kl_kde", "kl_ode", "chamfer", "emd", "strays", "radius_ratio", "train_steps_per_s"],
     "conditional": ["on_mode", "kl_kde", "kl_kde_floor", "kl_ode", "chamfer"],
+    "vae": ["kl_exact", "kl_elbo", "purity", "purity_min", "categories_used", "kl_kde", "train_seconds"],
+    "chain": ["kl_elbo", "kl_ode", "elbo_prior", "elbo_reconstruction", "elbo_denoising", "kl_kde", "chamfer",
+              "sample_seconds"],
 }
 
 

@@ -5,10 +5,12 @@ predicts, by `parameterization`:
     eps   F ~ eps,  x0_hat = (x_t - sqrt(1 - abar_t) F) / sqrt(abar_t)      (Ho et al. 2020)
     x0    F ~ x_0,  x0_hat = F                                                (the VDM notes)
 and mu_theta = c1_t x0_hat + c2_t x_t, the posterior mean at x0_hat (no clipping: the data are not images).
-`variance`: `small` sigma_t^2 = btilde_t, `large` sigma_t^2 = beta_t (both with t = 1 taking t = 2's value, so
-log p(x_0 | x_1) stays finite), or `learned`: log sigma_t^2 = v log beta_t + (1 - v) log btilde_t with
-v = (1 + F_v) / 2 from D more outputs (Nichol & Dhariwal 2021). ChainOracle gives the exact x0_hat of a Gaussian
-mixture instead of a network's.
+`variance`: `small` sigma_t^2 = btilde_t (at t = 1, where btilde_1 = 0, btilde_2), `large` sigma_t^2 = beta_t, or
+`learned`: log sigma_t^2 = v log beta_t + (1 - v) log btilde_t with v = (1 + F_v) / 2 from D more outputs (Nichol &
+Dhariwal 2021). At t = 1, beta_1 is the variance of the exact reverse step for data that are locally Gaussian on
+the scale sqrt(beta_1), as continuous data are; improved-diffusion's btilde_2 there, meant for 8-bit images, made the
+reconstruction term alone cost about 0.2 nats on gmm8 (docs/RESULTS.md). ChainOracle gives the exact x0_hat of a
+Gaussian mixture instead of a network's.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ReverseChain(Model):
         s = schedule
         c1, c2, btilde = s.posterior(torch.arange(1, s.T + 1))
         log_small = torch.log(torch.cat([btilde[1:2] if s.T > 1 else s.beta[1:2], btilde[1:]]))
-        log_large = torch.log(torch.cat([log_small[:1].exp(), s.beta[2:]]))
+        log_large = torch.log(s.beta[1:])
         zero = torch.zeros(1, dtype=torch.float64)
         for name, value in (("sqrt_abar", s.abar.sqrt()), ("sqrt_one_minus_abar", (1 - s.abar).sqrt()),
                             ("c1", torch.cat([zero, c1])), ("c2", torch.cat([zero, c2])),
@@ -53,20 +55,28 @@ class ReverseChain(Model):
     def T(self) -> int:
         return self.schedule.T
 
-    def _at(self, name: str, t: Tensor, ndim: int) -> Tensor:
+    def coefficient(self, name: str, t: Tensor, ndim: int) -> Tensor:
+        """The buffer `name` (sqrt_abar, sqrt_one_minus_abar, c1, c2, log_small, log_large) at steps t, shaped to
+        broadcast over `ndim`-dimensional data."""
         return append_dims(getattr(self, name)[t], ndim)
+
+    def noisy(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, a draw of q(x_t | x_0) for eps ~ N(0, I)."""
+        sa, so = self.coefficient("sqrt_abar", t, x0.ndim), self.coefficient("sqrt_one_minus_abar", t, x0.ndim)
+        return sa * x0 + so * eps
 
     def predict_eps(self, xt: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         """The noise eps that x0 implies at x_t: (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)."""
-        return (xt - self._at("sqrt_abar", t, xt.ndim) * x0) / self._at("sqrt_one_minus_abar", t, xt.ndim)
+        sa, so = self.coefficient("sqrt_abar", t, xt.ndim), self.coefficient("sqrt_one_minus_abar", t, xt.ndim)
+        return (xt - sa * x0) / so
 
     def posterior_mean(self, xt: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         """c1_t x0 + c2_t x_t: the mean of q(x_{t-1} | x_t, x_0)."""
-        return self._at("c1", t, xt.ndim) * x0 + self._at("c2", t, xt.ndim) * xt
+        return self.coefficient("c1", t, xt.ndim) * x0 + self.coefficient("c2", t, xt.ndim) * xt
 
     def log_variance(self, t: Tensor, v: Tensor | None, ndim: int) -> Tensor:
         """log sigma_t^2 of p_theta(x_{t-1} | x_t), broadcastable to the data."""
-        small, large = self._at("log_small", t, ndim), self._at("log_large", t, ndim)
+        small, large = self.coefficient("log_small", t, ndim), self.coefficient("log_large", t, ndim)
         if self.variance == "small":
             return small
         if self.variance == "large":
@@ -103,7 +113,7 @@ class ChainModel(ReverseChain):
 
     def forward(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
         """(x0_hat, the variance output F_v or None) at integer steps t (batch,) >= 1."""
-        sa, so = self._at("sqrt_abar", t, xt.ndim), self._at("sqrt_one_minus_abar", t, xt.ndim)
+        sa, so = self.coefficient("sqrt_abar", t, xt.ndim), self.coefficient("sqrt_one_minus_abar", t, xt.ndim)
         c_in = torch.rsqrt(sa**2 * self.sigma_data**2 + so**2)
         out = self.backbone(c_in * xt, self.embed(1000.0 * t.float() / self.T))
         v = None

@@ -56,7 +56,7 @@ class ChainLoss(Loss):
                  y: Tensor | None = None) -> Tensor:
         t = torch.randint(1, model.T + 1, (x0.shape[0],), generator=generator, device=x0.device)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-        xt = model._at("sqrt_abar", t, x0.ndim) * x0 + model._at("sqrt_one_minus_abar", t, x0.ndim) * eps
+        xt = model.noisy(x0, t, eps)
         x0_hat, v = model(xt, t)
         loss = 0.0
         if self.objective != "elbo":
