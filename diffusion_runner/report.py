@@ -206,10 +206,16 @@ def summarise(jobs: list[Job]) -> list[Row]:
             row.stats[name] = (float(values.mean()), std, len(values))
     oracles = [r for r in rows.values() if r.is_oracle and r.count("ok")]
     for row in rows.values():
-        shared = shared_sections(row.config)
-        sections = {s: row.config.get(s) for s in shared}
-        row.oracle = next((o for o in oracles if {s: o.config.get(s) for s in shared} == sections), None)
+        row.oracle = next((o for o in oracles if is_reference(o.config, row.config)), None)
     return list(rows.values())
+
+
+def is_reference(oracle: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether an oracle job's config is the reference of a job's: the same shared sections (shared_sections), and
+    every setting of the oracle's model (such as the chain's variance and schedule) the same in the job's model."""
+    model, theirs = config.get("model") or {}, oracle.get("model") or {}
+    return all(oracle.get(s) == config.get(s) for s in shared_sections(config)) and all(
+        model.get(k) == v for k, v in theirs.items() if k != "_target_")
 
 
 def _number(value: Any) -> bool:
@@ -285,8 +291,9 @@ def markdown(rows: list[Row], jobs: list[Job], sweep_dir: Path, ignored: list[Pa
     compared = [m for m, o in outputs.items() if o.vs_oracle]
     if compared and any(r.oracle for r in rows):
         out.write("\n## Against the oracle\n\n`− oracle (paired)` is the mean ± std over seeds of the difference to "
-                  "the oracle row with the same dataset, SDE, sampler and evaluation at the same seed (same evaluation "
-                  "references); `/ oracle` is the ratio of means.\n\n")
+                  "the oracle row with the same dataset, family, prior (the score family's SDE), sampler, "
+                  "evaluation and the oracle's own model settings, at the same seed (same evaluation references); "
+                  "`/ oracle` is the ratio of means.\n\n")
         head = ["configuration", "oracle row"]
         for m in compared:
             head += [f"{m} − oracle (paired)"] + ([f"{m} / oracle"] if outputs[m].ratio else [])

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from diffusion_runner.report import SweepReport, main, write_report
+from diffusion_runner.report import SweepReport, load_jobs, main, summarise, write_report
 
 GMM8 = {"_target_": "diffusion_runner.data.ring_mixture", "n_modes": 8, "radius": 4.0, "std": 0.5, "weights": None}
 SAMPLER = {"_target_": "diffusion_runner.score.samplers.EulerMaruyama", "steps": 1000}
@@ -218,3 +218,31 @@ def test_the_end_of_sweep_callback_runs_nothing_from_stored_configs(sweep, tmp_p
     rows = {r.key: r for r in write_report(sweep)}
     assert rows["+row=ddpm_oracle"].count("failed") == 2  # both tampered jobs
     assert rows["+row=ddpm_inv_var"].count("ok") == 2  # the others are reported
+
+
+def test_each_row_is_paired_with_the_oracle_of_its_own_family_prior_and_model_settings(tmp_path):
+    """Chain rows pair with the exact-x0 row of the same variance and schedule; no row pairs across families."""
+    schedule = {"_target_": "diffusion_runner.chain.schedules.LinearBeta", "T": 1000}
+    chain = {"_target_": "diffusion_runner.chain.Chain"}
+
+    def job(num, row, family, model):
+        path = tmp_path / str(num)
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra/overrides.yaml").write_text(yaml.safe_dump([f"+row={row}", "seed=0"]))
+        config = {"seed": 0, "dataset": GMM8, "family": family, "sampler": SAMPLER, "eval": EVAL, "model": model}
+        (path / ".hydra/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (path / "metrics.json").write_text(json.dumps(ok(0.30 + num / 100, 0.26)))
+        np.save(path / "samples.npy", np.random.default_rng(num).normal(size=(300, 2)).astype(np.float32))
+
+    learned = {"_target_": "diffusion_runner.chain.ChainModel", "schedule": schedule, "parameterization": "eps"}
+    job(0, "oracle_small", chain, {"_target_": "diffusion_runner.chain.ChainOracle", "schedule": schedule,
+                                   "variance": "small"})
+    job(1, "oracle_large", chain, {"_target_": "diffusion_runner.chain.ChainOracle", "schedule": schedule,
+                                   "variance": "large"})
+    job(2, "small", chain, {**learned, "variance": "small"})
+    job(3, "large", chain, {**learned, "variance": "large"})
+    job(4, "vae", {"_target_": "diffusion_runner.vae.VAE"}, {"_target_": "diffusion_runner.vae.GumbelVAE"})
+    rows = {row.key: row for row in summarise(load_jobs(tmp_path)[0])}
+    assert {key: row.oracle.key if row.oracle else None for key, row in rows.items()} == {
+        "+row=oracle_small": "+row=oracle_small", "+row=oracle_large": "+row=oracle_large",
+        "+row=small": "+row=oracle_small", "+row=large": "+row=oracle_large", "+row=vae": None}
