@@ -103,3 +103,16 @@ def test_every_family_validates_with_its_defaults():
 def test_the_default_job_is_the_score_family():
     cfg = compose_config([])
     assert cfg.family._target_ == "diffusion_runner.score.Score" and cfg.sde._target_.endswith("VP")
+
+
+@pytest.mark.parametrize("family,sampling", [("vae", "sampler.noise=false"), ("chain", "sampler.steps=10")])
+def test_a_trained_model_of_every_family_samples_again_from_its_checkpoint(family, sampling, tmp_path):
+    first, again = tmp_path / "trained", tmp_path / "again"
+    first.mkdir(), again.mkdir()
+    trained = {}
+    run(compose_config([f"family={family}", *SMALL[family]]), first, NoLogger(), trained)
+    results = {}
+    run(compose_config([f"family={family}", *SMALL[family], sampling, f"ckpt_path={first}"]), again, NoLogger(),
+        results)
+    assert results["ckpt_step"] == 200 and not (again / "checkpoint.pt").exists()
+    assert results["nll"] == trained["nll"]  # the same model: the likelihood does not depend on the sampler
