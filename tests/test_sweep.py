@@ -71,7 +71,7 @@ def test_writeup_experiment_sweeps_the_table():
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
     params = cfg.hydra.sweeper.params
     assert params["+row"].split(",") == ["ou_uniform", "ou_inv_var", "ddpm_uniform", "ddpm_inv_var", "ou_oracle",
-                                         "ddpm_oracle"]
+                                         "ddpm_oracle", "vae", "chain", "chain_oracle"]
     assert params["seed"] == "0,1,2"
     expected = {"ou_uniform": ("OU", "Uniform", "MLP"), "ou_inv_var": ("OU", "InverseVariance", "MLP"),
                 "ddpm_uniform": ("VP", "Uniform", "MLP"), "ddpm_inv_var": ("VP", "InverseVariance", "MLP"),
@@ -86,6 +86,11 @@ def test_writeup_experiment_sweeps_the_table():
             assert get_class(cfg.loss.weighting._target_).__name__ == weighting
         samplers.add((str(cfg.sampler), str(cfg.eval)))
     assert len(samplers) == 1  # one sampler and evaluation for every row
+    score_metrics = {k: v for k, v in cfg.eval.metrics.items() if k != "likelihood"}
+    for row, family in {"vae": "VAE", "chain": "Chain", "chain_oracle": "Chain"}.items():
+        other = compose_config(["experiment=writeup_table", f"+row={row}"])
+        assert get_class(other.family._target_).__name__ == family
+        assert {k: v for k, v in other.eval.metrics.items() if k in score_metrics} == score_metrics
 
 
 def test_rebuild_of_an_interrupted_sweep_lists_the_jobs_that_never_ran(tmp_path):

@@ -37,14 +37,24 @@ def vae(overrides=()):
     return instantiate(cfg.model, dataset=instantiate(cfg.dataset)).eval(), instantiate(cfg.dataset)
 
 
+def mixture_decoder(model, dataset):
+    """The decoder set to gmm8's components, p(x | k) = N(mu_k, 0.5^2 I); the encoder stays as initialised."""
+    means = torch.as_tensor(dataset.means, dtype=torch.float32)
+    model.decode = lambda k, u=None: (k @ means, torch.full((len(k), 2), float(np.log(0.5))))
+    return model
+
+
 def test_elbo_is_below_the_exact_log_likelihood_and_iwae_between_them_rising_in_s():
     model, dataset = vae()
-    x = torch.as_tensor(dataset.sample(500, np.random.default_rng(0)))
+    model = mixture_decoder(model, dataset)  # q(k | x) far from p(k | x): a wide gap for IWAE to close
+    x = torch.as_tensor(dataset.sample(2000, np.random.default_rng(0)))
     with torch.no_grad():
         exact, elbo = model.log_likelihood(x), model.elbo(x)
-        iwae = [model.iwae(x, s, torch.Generator().manual_seed(1))[0].mean().item() for s in (1, 4, 64, 1024)]
+        draws = [model.iwae(x, s, torch.Generator().manual_seed(1))[0] for s in (1, 4, 64, 1024)]
+    iwae = [d.mean().item() for d in draws]
     assert bool((elbo <= exact + 1e-5).all())
-    assert elbo.mean().item() == pytest.approx(iwae[0], abs=0.05)  # IWAE_1 is an ELBO estimate
+    se = draws[0].std().item() / np.sqrt(len(x))
+    assert abs(elbo.mean().item() - iwae[0]) < 4 * se  # IWAE_1 is an unbiased estimate of the ELBO
     assert iwae == sorted(iwae) and iwae[-1] <= exact.mean().item() + 1e-4
     assert exact.mean().item() - iwae[-1] < 0.1 * (exact.mean().item() - iwae[0])  # S -> infinity: log p(x)
 
@@ -62,7 +72,6 @@ def test_with_a_continuous_latent_iwae_rises_with_s_and_its_elbo_is_below_it():
 def test_the_exact_likelihood_of_a_decoder_set_to_the_mixture_is_the_mixture_density():
     """A decoder whose p(x | k) are gmm8's components makes log p(x) the mixture's own log-density."""
     model, dataset = vae()
-    means = torch.as_tensor(dataset.means, dtype=torch.float32)
-    model.decode = lambda k, u=None: (k @ means, torch.full((len(k), 2), float(np.log(0.5))))
+    model = mixture_decoder(model, dataset)
     x = torch.as_tensor(dataset.sample(1000, np.random.default_rng(0)))
     assert torch.allclose(model.log_likelihood(x).double(), dataset.log_prob(x.double()), atol=1e-4)
