@@ -15,7 +15,7 @@ from diffusion_runner.likelihood import Likelihood
 def _noisy(model: ReverseChain, x0: Tensor, t: int, generator: torch.Generator) -> Tensor:
     """x_t ~ q(x_t | x_0)."""
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    return float(model.sqrt_abar[t]) * x0 + float(model.sqrt_one_minus_abar[t]) * eps
+    return model.noisy(x0, torch.full((len(x0),), t, device=x0.device), eps)
 
 
 def prior_term(model: ReverseChain, x0: Tensor) -> Tensor:

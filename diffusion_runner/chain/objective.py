@@ -29,11 +29,8 @@ def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
 def denoising_term(model: ReverseChain, x0: Tensor, xt: Tensor, t: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     """L_{t-1} per point: KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t >= 2, and the reconstruction
     term -log p_theta(x_0 | x_1) for t = 1."""
-    c1, c2, btilde = model.schedule.posterior(t.cpu())
-    shape = (-1,) + (1,) * (x0.ndim - 1)
-    c1, c2 = c1.to(x0).view(shape), c2.to(x0).view(shape)
-    true_logvar = torch.log(btilde.clamp(min=1e-300)).to(x0).view(shape).expand_as(x0)
-    kl = normal_kl(c1 * x0 + c2 * xt, true_logvar, mean, logvar.expand_as(x0))
+    true_logvar = model.coefficient("log_small", t, x0.ndim).expand_as(x0)  # log btilde_t for t >= 2
+    kl = normal_kl(model.posterior_mean(xt, t, x0), true_logvar, mean, logvar.expand_as(x0))
     return torch.where(t == 1, gaussian_nll(x0, mean, logvar.expand_as(x0)), kl)
 
 
