@@ -25,7 +25,7 @@ from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Model
 from diffusion_runner.nets.embedding import SinusoidalEmbedding
-from diffusion_runner.score.sdes import append_dims
+from diffusion_runner.shapes import append_dims
 
 PARAMETERIZATIONS = ("eps", "x0")
 VARIANCES = ("small", "large", "learned")

@@ -13,8 +13,9 @@ from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Loss
 from diffusion_runner.score.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.score.model import ScoreModel
-from diffusion_runner.score.sdes import SDE, ScoreFn, append_dims
+from diffusion_runner.score.sdes import SDE, ScoreFn
 from diffusion_runner.score.weighting import Weighting
+from diffusion_runner.shapes import append_dims
 
 T_SAMPLING = ("uniform", "importance")
 

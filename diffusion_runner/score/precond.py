@@ -26,7 +26,8 @@ from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.nets.embedding import SinusoidalEmbedding
 from diffusion_runner.score.model import ScoreModel
-from diffusion_runner.score.sdes import SDE, append_dims
+from diffusion_runner.score.sdes import SDE
+from diffusion_runner.shapes import append_dims
 
 
 def _eps(out: Tensor, x: Tensor, m: Tensor, s: Tensor, sigma_data: float) -> Tensor:

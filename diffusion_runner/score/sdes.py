@@ -17,13 +17,9 @@ import torch
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.shapes import append_dims
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def append_dims(v: Tensor, ndim: int) -> Tensor:
-    """Reshape a (batch,) tensor to (batch, 1, ..., 1) with `ndim` dimensions in all."""
-    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
 
 
 class SDE(ABC):
