@@ -26,7 +26,8 @@ def test_importance_sampled_t_has_density_proportional_to_the_weight(weighting, 
     sde, lam = instantiate(cfg.sde), instantiate(cfg.loss.weighting)
     t = DSM(sde, lam, t_sampling="importance").sample_t(1_000_000, torch.Generator().manual_seed(0), "cpu")[0].double()
     grid = torch.logspace(np.log10(sde.eps), np.log10(sde.T), 200_001, dtype=torch.float64)
-    w = lam(sde, grid) / sde.marginal(grid)[1] ** 2
+    s = sde.marginal(grid)[1]
+    w = lam(sde, grid, s) / s**2
     for f in (torch.log, lambda x: x):
         expected = float(torch.trapezoid(w * f(grid), grid) / torch.trapezoid(w, grid))
         spread = float(f(t).std()) / 1000  # the Monte Carlo standard error over 10^6 draws
@@ -56,8 +57,8 @@ def test_coverage_trains_every_noise_level_with_bounded_weights(weighting, sde_n
     1 / (1 - c); the weights' mean is 1 (they are the density ratio p_w / r)."""
     cfg = compose_config([f"sde={sde_name}", f"weighting={weighting}"])
     sde, lam = instantiate(cfg.sde), instantiate(cfg.loss.weighting)
-    t, weight = DSM(sde, lam, t_sampling="importance", coverage=0.5).sample_t(200_000, torch.Generator().manual_seed(0),
-                                                                             "cpu")
+    t, _, _, weight = DSM(sde, lam, t_sampling="importance", coverage=0.5).sample_t(
+        200_000, torch.Generator().manual_seed(0), "cpu")
     assert float(weight.max()) <= 2.0 + 1e-4 and float(weight.mean()) == pytest.approx(1.0, abs=0.01)
     log_sigma = sde.noise_level(t.double()).log()
     lo, hi = (float(v) for v in sde.noise_level(torch.tensor([sde.eps, sde.T], dtype=torch.float64)).log())

@@ -47,7 +47,8 @@ class TimeWeighted(Loss):
             raise ConfigError(f"loss.coverage: must be a number in [0, 1), got {coverage!r}")
         self.sde, self.weighting, self.importance = sde, weighting, t_sampling == "importance"
         grid = torch.logspace(math.log10(sde.eps), math.log10(sde.T), grid_points, dtype=torch.float64)
-        w = weighting(sde, grid) / sde.marginal(grid)[1] ** 2
+        s = sde.marginal(grid)[1]
+        w = weighting(sde, grid, s) / s**2
         cdf_w = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum((w[1:] + w[:-1]) / 2 * grid.diff(), 0)])
         self.normaliser = float(cdf_w[-1]) / (sde.T - sde.eps)
         cdf_w = cdf_w / cdf_w[-1]
@@ -60,24 +61,26 @@ class TimeWeighted(Loss):
         cell = np.clip(np.searchsorted(grid.numpy(), inverse_cdf) - 1, 0, len(ratio) - 1)
         self._table = torch.as_tensor(np.stack([inverse_cdf, ratio[cell]]), dtype=torch.float32)
 
-    def sample_t(self, b: int, generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(t, the weight p_w(t) / r(t) of each draw); under uniform t-sampling the weight is w(t) / Z."""
+    def sample_t(self, b: int, generator: torch.Generator | None, device: torch.device) -> tuple[Tensor, Tensor,
+                                                                                                  Tensor, Tensor]:
+        """(t, m(t), s(t), the weight p_w(t) / r(t) of each draw); under uniform t-sampling the weight is w(t) / Z."""
         u = torch.rand(b, generator=generator, device=device)
         if not self.importance:
             t = self.sde.eps + (self.sde.T - self.sde.eps) * u
-            return t, self.weighting(self.sde, t) / self.sde.marginal(t)[1] ** 2 / self.normaliser
+            m, s = self.sde.marginal(t)
+            return t, m, s, self.weighting(self.sde, t, s) / s**2 / self.normaliser
         if self._table.device != device:
             self._table = self._table.to(device)
         pos = u * (self._table.shape[1] - 1)
         i = pos.long().clamp_(max=self._table.shape[1] - 2)
         t, weight = torch.lerp(self._table[:, i], self._table[:, i + 1], pos - i)
-        return t, weight
+        return t, *self.sde.marginal(t), weight
 
     def __call__(self, model: ScoreModel, x0: Tensor, generator: torch.Generator | None = None,
                  y: Tensor | None = None) -> Tensor:
-        t, weight = self.sample_t(x0.shape[0], generator, x0.device)
+        t, m, s, weight = self.sample_t(x0.shape[0], generator, x0.device)
         z = torch.randn(x0.shape, generator=generator, device=x0.device)
-        m, s = (append_dims(c, x0.ndim) for c in self.sde.marginal(t))
+        m, s = append_dims(m, x0.ndim), append_dims(s, x0.ndim)
         score = model.score if y is None else lambda x, t: model.score(x, t, y)
         return (weight * self.term(score, x0, m * x0 + s * z, z, t, m, s, generator, y)).mean()
 
