@@ -16,8 +16,7 @@ from tests.conftest import FAMILIES, TINY, compose_config
 from tests.test_resume import kill_mid_training, metrics, results
 
 # A short job of each family (TINY's sampler.steps and likelihood solver settings are the score family's).
-SHARED = [o for o in TINY if not o.startswith(("sampler.steps=", "eval.metrics.likelihood.rtol",
-                                                "eval.metrics.likelihood.atol"))]
+SHARED = [o for o in TINY if not o.startswith(("sampler.steps=", "eval.metrics.likelihood.steps"))]
 SMALL = {
     "score": list(TINY),
     "vae": SHARED + ["eval.metrics.purity.n_points=1000"],

@@ -1,4 +1,5 @@
-"""Adaptive integration of a batch of ODEs with scipy's solve_ivp, for torch right-hand sides."""
+"""Integration of a batch of ODEs with torch right-hand sides: adaptive, by scipy's solve_ivp, or by classical
+Runge-Kutta on fixed nodes of any clock variable, in torch."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ def check_solver(method: str, rtol: float, atol: float, key: str) -> None:
         raise ConfigError(f"{key}.method: '{method}' is not one of {list(METHODS)}")
     if not (rtol > 0 and atol > 0):
         raise ConfigError(f"{key}: rtol and atol must be positive, got rtol={rtol}, atol={atol}")
+
+
+def rk4(fun: Callable[[float, Tensor], Tensor], y0: Tensor, u: Tensor,
+        clock: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+    """y at u[-1] for dy/du = (dt/du) fun(t(u), y), by classical 4th-order Runge-Kutta on the nodes u[0], ..., u[-1]
+    (4 evaluations of fun a step, the step's midpoint twice). clock(u) gives (t(u), dt/du) for a tensor of clock
+    values, so the steps can be even in a variable smoother than t; both are taken once, at every node and midpoint.
+    fun gets and returns tensors of y0's shape and dtype."""
+    points = torch.stack([u[:-1], (u[:-1] + u[1:]) / 2, u[1:]], dim=1)
+    times, rates = (c.tolist() for c in clock(points))
+    y = y0
+    for h, (t0, tm, t1), (w0, wm, w1) in zip((u[1:] - u[:-1]).tolist(), times, rates, strict=True):
+        k1 = w0 * fun(t0, y)
+        k2 = wm * fun(tm, y + h / 2 * k1)
+        k3 = wm * fun(tm, y + h / 2 * k2)
+        k4 = w1 * fun(t1, y + h * k3)
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return y
 
 
 def integrate(fun: Callable[[float, Tensor], Tensor], y0: Tensor, t_span: tuple[float, float], *, method: str,
