@@ -7,11 +7,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from diffusion_runner.chain.likelihood import consistency_elbo, elbo_terms
+from diffusion_runner.chain.likelihood import ChainELBO, consistency_elbo, elbo_terms
 from diffusion_runner.chain.model import ChainOracle
 from diffusion_runner.chain.sampler import Ancestral, respaced
 from diffusion_runner.chain.schedules import ConstantAlpha, Cosine, LinearBeta
 from diffusion_runner.data import GaussianMixture
+from diffusion_runner.metrics import EvalContext
 from tests.conftest import compose_config
 
 SCHEDULES = [LinearBeta(T=100), ConstantAlpha(alpha=0.95, T=100), Cosine(T=100)]
@@ -102,9 +103,22 @@ def test_the_consistency_form_estimates_the_same_elbo():
 
     denoising = draws(lambda g: sum(elbo_terms(oracle, x0, g).values()))
     consistency = draws(lambda g: consistency_elbo(oracle, x0, g))
-    se = float(np.sqrt((denoising[0].var() + consistency[0].var()) / len(x0)))
+    se = (float(denoising[0].var() + consistency[0].var()) / len(x0)) ** 0.5
     assert abs(float(denoising[0].mean() - consistency[0].mean())) < 4 * se
     assert abs(float(denoising[1].mean() - consistency[1].mean())) < 4 * se
+
+
+def test_the_metric_reports_both_estimators_kl_on_the_same_points():
+    """kl_elbo_consistency is the consistency form's -ELBO less the data's entropy, an upper bound on the KL like
+    kl_elbo, and the two agree within their standard errors."""
+    dataset = mixture()
+    oracle = ChainOracle(dataset, LinearBeta(T=50), variance="large")
+    ctx = EvalContext(np.empty((0, 2)), dataset, np.random.default_rng(0), oracle, "cpu")
+    out = ChainELBO(n_points=2000, consistency=True)(ctx)
+    assert out["kl_elbo_consistency"] == pytest.approx(out["nll_consistency"] - out["data_entropy"], abs=1e-9)
+    se = float(np.hypot(out["kl_elbo_se"], out["kl_elbo_consistency_se"]))
+    assert abs(out["kl_elbo"] - out["kl_elbo_consistency"]) < 4 * se
+    assert out["kl_elbo_consistency"] > -3 * out["kl_elbo_consistency_se"]
 
 
 @pytest.mark.parametrize("steps", [None, 100])
