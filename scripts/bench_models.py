@@ -30,8 +30,8 @@ COLUMNS = {
     "backbones": ["kl_kde", "kl_ode", "chamfer", "emd", "strays", "radius_ratio", "train_steps_per_s"],
     "conditional": ["on_mode", "kl_kde", "kl_kde_floor", "kl_ode", "chamfer"],
     "vae": ["kl_exact", "kl_elbo", "purity", "purity_min", "categories_used", "kl_kde", "train_seconds"],
-    "chain": ["kl_elbo", "kl_elbo_consistency", "kl_ode", "elbo_prior", "elbo_reconstruction", "elbo_denoising", "kl_kde", "chamfer",
-              "sample_seconds"],
+    "chain": ["kl_elbo", "kl_elbo_consistency", "kl_ode", "elbo_prior", "elbo_reconstruction", "elbo_denoising",
+              "kl_kde", "chamfer", "sample_seconds"],
 }
 
 
