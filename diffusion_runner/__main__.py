@@ -150,6 +150,12 @@ def begin(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig, lock: rundir.Ru
     rundir.write_job_record(out_dir, cfg, hydra_cfg)
 
 
+def job_choices(hydra_cfg: DictConfig) -> dict[str, str]:
+    """The job's option of every config group it chose (family, dataset, sde, ...), Hydra's own groups left out."""
+    return {group: str(option) for group, option in hydra_cfg.runtime.choices.items()
+            if option is not None and not group.startswith("hydra")}
+
+
 def execute(cfg: DictConfig, job, out_dir: Path, run_config: dict, results: dict, resume, stop: StopSignals,
             start: float, multirun: bool) -> None:
     """Run the started job to its metrics.json: ok, failed or interrupted."""
@@ -159,7 +165,8 @@ def execute(cfg: DictConfig, job, out_dir: Path, run_config: dict, results: dict
         make_logger = instantiate(cfg.logger, _partial_=True)
         logger = make_logger(run_config=run_config, out_dir=out_dir,
                              job_name=hydra_cfg.job.override_dirname or out_dir.name,
-                             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None)
+                             sweep_dir=Path(hydra_cfg.sweep.dir) if multirun else None,
+                             choices=job_choices(hydra_cfg))
         run(cfg, out_dir, logger, results, resume=resume, stop=stop, job=job)
         results["stage"] = "record"
         write_json(out_dir / rundir.METRICS, {**{k: v for k, v in results.items() if k != "stage"},

@@ -9,12 +9,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from diffusion_runner.callbacks import Callback
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Family, Loss, Model
 from diffusion_runner.metrics import Metric
 from diffusion_runner.request import Request
 from diffusion_runner.sampling import Sampler
+from diffusion_runner.train import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class Parts:
     sampler: Sampler
     metrics: dict[str, Metric]
     target: Dataset  # what the samples should follow: the dataset, or the components sampler.label asks for
+    callbacks: list[Callback]  # around the training loop (train.callbacks)
 
 
 def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = None) -> dict[str, Metric]:
@@ -66,7 +69,16 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     model = model.to(device)
     sampler.request.check(model, dataset)
     target = sampler.request.target(dataset)
-    return Parts(dataset, family, model, sampler, build_metrics(cfg.eval, target, sampler.request), target)
+    callbacks = [instantiate(node) for node in (cfg.train.get("callbacks") or {}).values()]
+    return Parts(dataset, family, model, sampler, build_metrics(cfg.eval, target, sampler.request), target,
+                 callbacks)
+
+
+def train_options(train: DictConfig) -> TrainOptions:
+    """The training loop's options from the job's `train` section (its optimiser and scheduler as partials)."""
+    scheduler = instantiate(train.scheduler) if train.scheduler is not None else None
+    return TrainOptions(steps=train.steps, batch_size=train.batch_size, optimizer=instantiate(train.optimizer),
+                        scheduler=scheduler, grad_clip=train.grad_clip, ema_decay=train.ema_decay)
 
 
 def build_loss(cfg: DictConfig, model: Model) -> Loss:

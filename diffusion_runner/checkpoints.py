@@ -28,7 +28,13 @@ from diffusion_runner.errors import ConfigError, one_line
 log = logging.getLogger(__name__)
 
 FILE = "checkpoint.pt"
-IGNORED = {"train.log_every", "train.checkpoint_every"}  # change the log and the saves, not the weights
+# Keys that change the log, the saves and the progress shown, not the weights (the shipped callbacks only watch).
+IGNORED = {"train.log_every", "train.checkpoint_every", "train.callbacks"}
+
+
+def ignored(key: str) -> bool:
+    """Whether a dotted key is one of IGNORED or inside one."""
+    return any(key == name or key.startswith(f"{name}.") for name in IGNORED)
 
 
 def model_keys(config: dict[str, Any]) -> tuple[str, ...]:
@@ -76,7 +82,7 @@ def differences(theirs: dict[str, Any], mine: dict[str, Any], keys: tuple[str, .
     a = {k: v for key in keys for k, v in _flatten(theirs.get(key), key).items()}
     b = {k: v for key in keys for k, v in _flatten(mine.get(key), key).items()}
     return [f"{k}: {a.get(k, '(unset)')} (checkpoint) vs {b.get(k, '(unset)')} (this job)"
-            for k in sorted(a.keys() | b.keys()) if k not in IGNORED and a.get(k) != b.get(k)]
+            for k in sorted(a.keys() | b.keys()) if not ignored(k) and a.get(k) != b.get(k)]
 
 
 def _job_config(job_dir: Path) -> dict[str, Any] | None:

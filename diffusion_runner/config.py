@@ -23,12 +23,14 @@ class TrainConfig:
     ema_decay: float | None  # sample with an exponential moving average of the weights; null for none
     log_every: int  # steps between progress reports
     checkpoint_every: int | None  # steps between checkpoints (also saved at the end); null: only at the end
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> callback node (diffusion_runner.callbacks)
 
 
 @dataclass
 class EvalConfig:
     n_samples: int  # points generated for evaluation and saved to samples.npy
     snapshots: int  # states of the sampling process kept for trajectory.png
+    frames: int | None  # states of the sampling process kept for animation.gif; null: none
     metrics: dict[str, Any] = field(default_factory=dict)  # name -> metric node
 
 

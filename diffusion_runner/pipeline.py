@@ -3,7 +3,8 @@ writing the run directory.
 
 Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (the
 training state, every train.checkpoint_every steps and at the end; none when the model is loaded), samples.png,
-density.png, trajectory.png, loss.png (trained models only); the job's .hydra/ record and run.log are
+density.png, trajectory.png, animation.gif, loss.png (trained models only), and the family's own figures (the
+score family: forward.png, score_field.png); the job's .hydra/ record and run.log are
 written by the entry point (diffusion_runner.__main__).
 """
 
@@ -22,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_runner import checkpoints, plots
+from diffusion_runner import checkpoints, plots, progress
 from diffusion_runner.atomic import atomic_path, write_text
-from diffusion_runner.build import Parts, build, build_loss
+from diffusion_runner.build import Parts, build, build_loss, train_options
+from diffusion_runner.callbacks import Context
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Model
 from diffusion_runner.interrupts import StopSignals
@@ -98,16 +99,12 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
     with stop.deferred() if stop is not None else nullcontext():
-        result = train(model, build_loss(cfg, parts.model), data, labels=labels,
-                       optimizer=instantiate(cfg.train.optimizer), steps=cfg.train.steps,
-                       batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler),
-                       grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=cfg.train.log_every,
+        context = Context(logger=logger, save=lambda state: checkpoints.save(path, {"config": config, **state}),
+                          interactive=progress.interactive())
+        result = train(model, build_loss(cfg, parts.model), data, train_options(cfg.train), labels=labels,
                        generator=torch_generator(cfg.seed, TRAIN_STREAM, device),
-                       on_progress=lambda step, loss, rate: logger.log({"train/loss": loss,
-                                                                        "train/steps_per_s": rate}, step=step),
-                       checkpoint_every=cfg.train.checkpoint_every,
-                       save=lambda state: checkpoints.save(path, {"config": config, **state}), resume=resume,
-                       stop=stop.requested if stop is not None else None)
+                       callbacks=parts.callbacks, context=context,
+                       resume=resume, stop=stop.requested if stop is not None else None)
     plots.loss_curve(result.losses, out_dir / "loss.png")
     out = {"train_seconds": result.seconds, "train_steps_per_s": result.steps_per_second,
            "final_loss": float(result.losses[-max(1, len(result.losses) // 100):].mean())}
@@ -138,14 +135,25 @@ def restore(cfg: DictConfig, parts: Parts) -> tuple[Model, dict]:
 def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, out_dir: Path,
            results: dict[str, Any]) -> tuple[np.ndarray, list]:
     """The sample stage: eval.n_samples points saved to samples.npy (with labels.npy, the label each was requested
-    with, for conditional samples), and the trajectory's snapshots."""
+    with, for conditional samples), the trajectory's snapshots and the animation's frames (none when eval.frames is
+    null)."""
     start = time.perf_counter()
     snapshots = Snapshots(cfg.eval.snapshots)
+    frames = Snapshots(cfg.eval.frames, key="eval.frames") if cfg.eval.frames is not None else None
     request = parts.sampler.request
     labels = request.per_sample(cfg.eval.n_samples)
-    result = parts.sampler.generate(model, (cfg.eval.n_samples, *parts.dataset.shape),
-                                    None if labels is None else torch.as_tensor(labels, device=device),
-                                    torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=snapshots)
+    with progress.bar(None, "sample", progress.interactive(), unit="update") as shown:
+        moving = progress.SamplingBar(shown)
+
+        def callback(info: dict) -> None:
+            snapshots(info)
+            if frames is not None:
+                frames(info)
+            moving(info)
+
+        result = parts.sampler.generate(model, (cfg.eval.n_samples, *parts.dataset.shape),
+                                        None if labels is None else torch.as_tensor(labels, device=device),
+                                        torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=callback)
     samples = result.x.cpu().numpy().astype(np.float32)
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
     with atomic_path(out_dir / "samples.npy") as tmp:
@@ -158,7 +166,8 @@ def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, ou
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
     log.info("sampled %d points with %d network evaluations in %.1f s", len(samples), result.nfe,
              results["sample_seconds"])
-    return samples, [(t, x.cpu().numpy()) for t, x in snapshots.states]
+    states = [[(t, x.cpu().numpy()) for t, x in kept.states] for kept in (snapshots, frames) if kept is not None]
+    return samples, states[0], states[1] if frames is not None else []
 
 
 def evaluate(cfg: DictConfig, parts: Parts, model: Model, samples: np.ndarray, device: torch.device,
@@ -168,17 +177,23 @@ def evaluate(cfg: DictConfig, parts: Parts, model: Model, samples: np.ndarray, d
     start = time.perf_counter()
     request = parts.sampler.request
     labels = request.per_sample(len(samples))
-    for name, metric in parts.metrics.items():
-        results["stage"] = f"evaluate (eval.metrics.{name})"
-        begin = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
-        values = metric(EvalContext(samples, parts.target, rng, model, device, labels, parts.dataset, request.guidance))
-        log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
-                 ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4f}" for k, v in values.items()))
-        results.update(values)
-        bad = [k for k, v in values.items() if not isinstance(v, str) and not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(f"metric {name} gave non-finite {', '.join(bad)}")
+    with progress.bar(len(parts.metrics), "evaluate", progress.interactive(), unit="metric") as shown:
+        for name, metric in parts.metrics.items():
+            results["stage"] = f"evaluate (eval.metrics.{name})"
+            if shown is not None:
+                shown.set_postfix_str(name)
+            begin = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, EVAL_STREAM, zlib.crc32(name.encode())])
+            values = metric(EvalContext(samples, parts.target, rng, model, device, labels, parts.dataset,
+                                        request.guidance))
+            log.info("%s (%.1f s): %s", name, time.perf_counter() - begin,
+                     ", ".join(f"{k} = {v}" if isinstance(v, str) else f"{k} = {v:.4f}" for k, v in values.items()))
+            results.update(values)
+            bad = [k for k, v in values.items() if not isinstance(v, str) and not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"metric {name} gave non-finite {', '.join(bad)}")
+            if shown is not None:
+                shown.update(1)
     results["eval_seconds"] = time.perf_counter() - start
 
 
@@ -223,21 +238,23 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume:
     results.update(stage)
     model.eval().requires_grad_(False)
     results["stage"] = "sample"
-    samples, snapshots = sample(cfg, parts, model, device, out_dir, results)
+    samples, snapshots, frames = sample(cfg, parts, model, device, out_dir, results)
     results["stage"] = "evaluate"
     evaluate(cfg, parts, model, samples, device, results)
     results["stage"] = "plot"
     rng = np.random.default_rng([cfg.seed, PLOT_STREAM])
-    plot_job(samples, snapshots, parts.target.sample(len(samples), rng), out_dir)
+    plot_job(samples, snapshots, frames, parts.target.sample(len(samples), rng), out_dir)
     parts.family.figures(model, parts.dataset, rng, out_dir)
     logger.log_images({path.stem: path for path in sorted(out_dir.glob("*.png"))})
 
 
-def plot_job(samples: np.ndarray, snapshots, reference: np.ndarray, out_dir: Path) -> None:
-    """The figures every job draws: samples.png, density.png, and trajectory.png when the sampler showed its
-    states to the callback."""
+def plot_job(samples: np.ndarray, snapshots, frames, reference: np.ndarray, out_dir: Path) -> None:
+    """The figures every job draws: samples.png, density.png, and when the sampler showed its states to the
+    callback trajectory.png and animation.gif."""
     lims = plots.plot_limits(reference)
     plots.samples_vs_truth(samples, reference, out_dir / "samples.png")
     plots.density(samples, lims, out_dir / "density.png")
     if snapshots:
         plots.trajectory(snapshots, lims, out_dir / "trajectory.png")
+    if frames:
+        plots.animation(frames, lims, out_dir / "animation.gif")

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from PIL import Image
 
 from diffusion_runner.atomic import atomic_path
 
@@ -107,4 +109,70 @@ def confusion(counts: np.ndarray, path: Path, rows: str, columns: str) -> None:
     ax.set_yticks(range(counts.shape[0]))
     ax.set_xlabel(columns)
     ax.set_ylabel(rows)
+    save(fig, path)
+
+
+def animation(snapshots: Sequence[tuple[float, np.ndarray]], lims: Limits, path: Path, seconds: float = 4.0) -> None:
+    """An animated GIF of the reverse process, one density frame per kept state (from t = T to eps), the last held
+    for a second; `seconds` is the time the frames before it take."""
+    frames = []
+    for t, x in snapshots:
+        fig = Figure(figsize=(3.2, 3.4))
+        density_panel(fig.subplots(), x, lims, f"t = {t:.3g}", bins=80)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        frames.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
+    step = max(20, int(1000 * seconds / max(1, len(frames) - 1)))
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                       duration=[step] * (len(frames) - 1) + [1000])
+
+
+def forward_process(times: np.ndarray, mean: np.ndarray, std: np.ndarray, x_T: np.ndarray, prior_std: float,
+                    path: Path, title: str) -> None:
+    """The forward process of one coordinate: the mean and std of x_t against t (a band of mean +- 2 std), and the
+    data's marginal at T (a histogram of x_T) beside the prior N(0, prior_std^2) the sampler starts from."""
+    fig = Figure(figsize=(9, 3.6))
+    left, right = fig.subplots(1, 2)
+    left.plot(times, mean, color="tab:blue", label="mean of x_t")
+    left.fill_between(times, mean - 2 * std, mean + 2 * std, color="tab:blue", alpha=0.2, label="mean ± 2 std")
+    left.plot(times, std, color="tab:orange", label="std of x_t")
+    left.set_xlabel("t")
+    left.set_title(title, fontsize=9)
+    left.legend(fontsize=8)
+    span = 4 * max(prior_std, float(np.std(x_T)))
+    grid = np.linspace(-span, span, 400)
+    right.hist(x_T, bins=80, range=(-span, span), density=True, alpha=0.5, color="tab:blue", label="data at T")
+    right.plot(grid, np.exp(-0.5 * (grid / prior_std) ** 2) / (prior_std * np.sqrt(2 * np.pi)), color="black",
+               label=f"prior N(0, {prior_std:.3g}²)")
+    right.set_title("the data's marginal at T against the prior", fontsize=9)
+    right.legend(fontsize=8)
+    save(fig, path)
+
+
+def score_field(xy: np.ndarray, learned: np.ndarray, exact: np.ndarray, times: Sequence[float], path: Path) -> None:
+    """The learned score against the exact one on a grid of 2-D points at a few times: a quiver of both (lengths
+    scaled by the panel's 90th percentile of |s| and capped at one grid step) and a heat map of the error
+    |s_theta - s| / |s|. xy: (G, G, 2) grid; learned, exact: (len(times), G, G, 2)."""
+    fig = Figure(figsize=(3.2 * len(times), 6.4))
+    axes = fig.subplots(2, len(times), squeeze=False)
+    extent = (xy[..., 0].min(), xy[..., 0].max(), xy[..., 1].min(), xy[..., 1].max())
+    for k, t in enumerate(times):
+        scale = np.percentile(np.linalg.norm(exact[k], axis=-1), 90)
+        top, bottom = axes[0, k], axes[1, k]
+        for field, color, width in ((exact[k], "tab:gray", 0.008), (learned[k], "tab:red", 0.004)):
+            arrows = field / scale
+            arrows = arrows / np.maximum(1.0, np.linalg.norm(arrows, axis=-1, keepdims=True))
+            top.quiver(xy[..., 0], xy[..., 1], arrows[..., 0], arrows[..., 1], color=color, angles="xy",
+                       scale_units="xy", scale=1.0 / (xy[1, 0, 0] - xy[0, 0, 0]), width=width)
+        top.set_title(f"t = {t:.3g}: learned (red), exact (gray)", fontsize=8)
+        error = np.linalg.norm(learned[k] - exact[k], axis=-1) / np.maximum(np.linalg.norm(exact[k], axis=-1),
+                                                                           1e-12)
+        image = bottom.imshow(error.T, origin="lower", extent=extent, cmap="viridis", vmin=0, vmax=1)
+        bottom.set_title("error |s_θ - s| / |s|", fontsize=8)
+        for ax in (top, bottom):
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8, label="relative error (clipped at 1)")
     save(fig, path)

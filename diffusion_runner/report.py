@@ -35,6 +35,7 @@ import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
@@ -451,6 +452,33 @@ def write_report(sweep_dir: Path) -> list[Row]:
     return rows
 
 
+def log_report(config: DictConfig, sweep_dir: Path) -> None:
+    """Hand the report to the sweep's experiment logger as one more run in the sweep's group, named `report`: the
+    results table (results.csv) as a table and the report's figures. With logger=none it does nothing; a logger
+    that fails is a warning, since the report files are written already."""
+    if config.get("logger") is None:
+        return
+    try:
+        logger = instantiate(config.logger, _partial_=True)(run_config={"sweep_dir": str(sweep_dir)},
+                                                             out_dir=sweep_dir, job_name="report",
+                                                             sweep_dir=sweep_dir)
+    except Exception:
+        log.exception("the sweep report was not logged")
+        return
+    failed = True
+    try:
+        with (sweep_dir / "results.csv").open(newline="") as f:
+            header, *rows = list(csv.reader(f))
+        logger.log_table("results", header, rows)
+        logger.log_images({p.stem: p for p in (sweep_dir / "results_bars.png", sweep_dir / "results_densities.png")
+                           if p.exists()})
+        failed = False
+    except Exception:
+        log.exception("the sweep report was not logged")
+    finally:
+        logger.finish(failed=failed)
+
+
 class SweepReport(Callback):
     """Hydra callback: writes the sweep report when a multirun ends, then makes the command exit with status 1
     if any job did not finish ok (the report says which and why). At the start it clears the mark an interrupted
@@ -468,6 +496,7 @@ class SweepReport(Callback):
             log.exception("sweep report failed")
             raise SystemExit(f"the sweep report failed ({e}); rebuild it with "
                              f"python -m diffusion_runner.report {sweep_dir}") from e
+        log_report(config, sweep_dir)
         bad = sum(r.not_ok for r in rows)
         if bad:
             finish = finish_command(sweep_hydra_config(sweep_dir), sweep_dir)

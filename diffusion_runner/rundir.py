@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 METRICS = "metrics.json"
 LOCK = ".lock"  # held by the job running in the directory; names it (pid, host, command) and its run_digest
 RECORD = ".hydra"  # the job's composed config, Hydra's config and the command-line overrides
-OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "samples.png", "density.png", "trajectory.png",
-           "loss.png", "wandb")
+OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "wandb")
+PICTURES = ("*.png", "*.gif")  # every job's and every family's figures
 # metrics.json: these fields hold text (or null); every other field a finite number (or null).
 TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind"}
 MAX_MAGNITUDE = 1e12  # no number a job records comes near this: a larger one is a hand edit or a corrupt file
@@ -111,9 +111,15 @@ def _bad_value(key: str, value: Any) -> str | None:
     return None
 
 
+def outputs(out_dir: Path) -> list[str]:
+    """The names of a run's outputs: OUTPUTS and the pictures (PICTURES) in out_dir."""
+    pictures = sorted({p.name for pattern in PICTURES for p in out_dir.glob(pattern)})
+    return [*OUTPUTS, *pictures]
+
+
 def remove_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
     removed = []
-    for name in OUTPUTS:
+    for name in outputs(out_dir):
         path = out_dir / name
         if name in keep or not (path.exists() or path.is_symlink()):
             continue
@@ -125,7 +131,7 @@ def remove_outputs(out_dir: Path, keep: tuple[str, ...] = ()) -> list[str]:
 def prepare(out_dir: Path, config: dict[str, Any], overwrite: bool, owner: str | None = None) -> Previous:
     """Decide, from what `out_dir` holds, whether this job skips, continues or starts; clear what it replaces.
     `owner`: the run_digest of the last job that started in the directory (RunLock.owner), if known."""
-    present = [name for name in OUTPUTS if (out_dir / name).exists()]
+    present = [name for name in outputs(out_dir) if (out_dir / name).exists()]
     if not present:
         return Previous()
     if overwrite:

@@ -51,8 +51,8 @@ class Sampler(ABC):
 class Snapshots:
     """A callback keeping `count` states evenly spaced over the updates, the start and the result included."""
 
-    def __init__(self, count: int):
-        self.count = integer_option(count, "eval.snapshots", minimum=2)
+    def __init__(self, count: int, key: str = "eval.snapshots"):
+        self.count = integer_option(count, key, minimum=2)
         self.states: list[tuple[float, Tensor]] = []
 
     def __call__(self, info: dict) -> None:

@@ -3,11 +3,12 @@
 The hot path is index -> loss -> backward -> (clip) -> step -> (EMA) with no DataLoader and no per-step Python
 bookkeeping beyond storing the loss tensor and checking it is finite: on CPU every step, before the update (a host
 read of the scalar costs ~0.2 us there); on CUDA, where a per-step read would stall the device, every
-CUDA_CHECK_EVERY steps and before every save.
+CUDA_CHECK_EVERY steps and before any callback runs. Everything else (progress, checkpoints) is a callback
+(diffusion_runner.callbacks), called only on the steps it asks for.
 
-Training state (weights, EMA and its update count, optimiser, scheduler, every random stream, step, loss history) is
-handed to `save` every `checkpoint_every` steps, at the end and when `stop()` turns true; training given that state
-as `resume` continues to the same weights, bit for bit on CPU, as if it had never stopped.
+A checkpoint holds Loop.state() (weights, EMA and its update count, optimiser, scheduler, every random stream, step,
+loss history); training given that state as `resume` continues to the same weights, bit for bit on CPU, as if it
+had never stopped.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from diffusion_runner.callbacks import Callback, Context
 from diffusion_runner.errors import ConfigError, Interrupted
 from diffusion_runner.family import Loss, Model
 
@@ -54,6 +56,60 @@ class EMA:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         torch._foreach_lerp_(self._ema, self._live, 1.0 - decay)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train: `steps` optimiser steps on batches of `batch_size`; the partials optimizer(params) and
+    scheduler(optimizer) (stepped once a step; None: a constant learning rate); the max gradient norm `grad_clip`
+    (None: no clipping); the EMA decay of the weights sampled with (None: the raw weights)."""
+
+    steps: int
+    batch_size: int
+    optimizer: Callable
+    scheduler: Callable | None = None
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"train: steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay: must be in (0, 1) or null, got {self.ema_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip: must be a positive max norm or null, got {self.grad_clip}")
+
+
+@dataclass
+class Loop:
+    """What the callbacks see: `step` steps done of `steps` (`first` of them before this run of the loop), the loss
+    of every step so far in `losses[:step]`, the online `model`, its `ema` (or None), the optimiser and scheduler,
+    and the `context` the job lends the callbacks (diffusion_runner.callbacks.Context)."""
+
+    model: Model
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    losses: torch.Tensor
+    steps: int
+    first: int
+    step: int
+    context: Context
+    generator: torch.Generator | None
+
+    def state(self) -> dict[str, Any]:
+        """The whole training state after `step` steps: weights (the EMA's as `model`), EMA update count, optimiser,
+        scheduler, every random stream, the step and the losses; train(resume=...) continues from it."""
+        if self.ema is not None:
+            self.ema.copy_buffers()
+        out = {"model": (self.ema.module if self.ema is not None else self.model).state_dict(),
+               "optimizer": self.optimizer.state_dict(), "step": self.step, "losses": self.losses[:self.step].cpu(),
+               "rng": _rng_state(self.generator)}
+        if self.ema is not None:
+            out.update(online_model=self.model.state_dict(), ema_updates=self.ema.updates)
+        if self.scheduler is not None:
+            out["scheduler"] = self.scheduler.state_dict()
+        return out
 
 
 @dataclass
@@ -95,55 +151,36 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> 
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(model: Model, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tensor | None = None,
-          optimizer: Callable, steps: int, batch_size: int, scheduler: Callable | None = None,
-          grad_clip: float | None = None, ema_decay: float | None = None, log_every: int = 1000,
-          generator: torch.Generator | None = None,
-          on_progress: Callable[[int, float, float], None] | None = None,
-          checkpoint_every: int | None = None, save: Callable[[dict[str, Any]], None] | None = None,
-          resume: dict[str, Any] | None = None, stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Run `steps` optimiser steps on batches drawn uniformly with replacement from `data` (with their `labels`
-    for a conditional model, passed through model.drop_labels); the partials
-    optimizer(params) and scheduler(optimizer) (stepped once per step) build the optimiser and its schedule.
+def _check_finite(losses: torch.Tensor, checked: int, done: int) -> None:
+    """Raise FloatingPointError naming the first step in losses[checked:done] whose loss is not finite."""
+    window = losses[checked:done]
+    if not bool(torch.isfinite(window).all()):
+        bad = checked + int((~torch.isfinite(window)).nonzero()[0])
+        raise diverged(float(losses[bad]), bad + 1)
 
-    on_progress(step, mean loss since the last report, steps/s) is called every `log_every` steps.
-    save(state) gets the training state every `checkpoint_every` steps (null: never before the end), after the last
-    step, and when stop() is true after a step, which then raises Interrupted. `resume`, a state saved so, continues
-    from its step. A non-finite loss raises FloatingPointError naming its step, before any state holding it is saved.
-    """
-    if steps < 1 or batch_size < 1 or log_every < 1:
-        raise ConfigError(f"train: steps, batch_size and log_every must be >= 1, "
-                          f"got {steps}, {batch_size}, {log_every}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ConfigError(f"train.checkpoint_every: must be >= 1 or null, got {checkpoint_every}")
-    if ema_decay is not None and not 0 < ema_decay < 1:
-        raise ConfigError(f"train.ema_decay: must be in (0, 1) or null, got {ema_decay}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ConfigError(f"train.grad_clip: must be a positive max norm or null, got {grad_clip}")
+
+def train(model: Model, loss_fn: Loss, data: torch.Tensor, options: TrainOptions, *,
+          labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+          callbacks: Sequence[Callback] = (), context: Context | None = None, resume: dict[str, Any] | None = None,
+          stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Run options.steps optimiser steps on batches drawn uniformly with replacement from `data` (with their
+    `labels` for a conditional model, passed through model.drop_labels), calling the `callbacks` (progress,
+    checkpoints, ...) with `context`. When stop() is true after a step, the callbacks' on_stop runs (a Checkpoint saves)
+    and Interrupted is raised. `resume`, a state from Loop.state(), continues from its step. A non-finite loss
+    raises FloatingPointError naming its step, before any callback sees a state holding it."""
     if len(data) < 1:
         raise ConfigError("train.n_data: the training set is empty")
     try:
-        optimizer = optimizer(model.parameters())
-        scheduler = scheduler(optimizer) if scheduler is not None else None
+        optimizer = options.optimizer(model.parameters())
+        scheduler = options.scheduler(optimizer) if options.scheduler is not None else None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"train.optimizer / train.scheduler: {e}") from e
-    ema = EMA(model, ema_decay) if ema_decay else None
-    losses = torch.empty(steps, device=data.device)
-
-    def state(step: int) -> dict[str, Any]:
-        if ema is not None:
-            ema.copy_buffers()
-        out = {"model": (ema.module if ema is not None else model).state_dict(), "optimizer": optimizer.state_dict(),
-               "step": step, "losses": losses[:step].cpu(), "rng": _rng_state(generator)}
-        if ema is not None:
-            out.update(online_model=model.state_dict(), ema_updates=ema.updates)
-        if scheduler is not None:
-            out["scheduler"] = scheduler.state_dict()
-        return out
-
-    first = 0
+    steps, batch_size, grad_clip = options.steps, options.batch_size, options.grad_clip
+    ema = EMA(model, options.ema_decay) if options.ema_decay else None
+    loop = Loop(model, ema, optimizer, scheduler, torch.empty(steps, device=data.device), steps, 0, 0,
+                context or Context(), generator)
     if resume is not None:
-        first = int(resume["step"])
+        loop.first = loop.step = int(resume["step"])
         model.load_state_dict(resume["online_model" if ema is not None else "model"])
         if ema is not None:
             ema.module.load_state_dict(resume["model"])
@@ -152,57 +189,55 @@ def train(model: Model, loss_fn: Loss, data: torch.Tensor, *, labels: torch.Tens
         if scheduler is not None:
             scheduler.load_state_dict(resume["scheduler"])
         _set_rng_state(resume["rng"], generator)
-        losses[:first] = resume["losses"].to(data.device)
-        log.info("resuming training at step %d/%d", first, steps)
+        loop.losses[:loop.first] = resume["losses"].to(data.device)
+        log.info("resuming training at step %d/%d", loop.first, steps)
 
     on_cpu = host_reads_are_cheap(data.device)
-    n = data.shape[0]
+    n, losses, first = data.shape[0], loop.losses, loop.first
     model.train()
-    start = last_time = time.perf_counter()
-    last_step = first - first % log_every  # the first report averages the same steps as without a stop
-    checked = first  # on CUDA: losses[:checked] are known to be finite
-    for step in range(first, steps):
-        idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
-        y = None if labels is None else model.drop_labels(labels[idx], generator)
-        loss_fn.set_step(step)
-        loss = loss_fn(model, data[idx], generator, y)
-        if on_cpu and not math.isfinite(loss.item()):  # a host read costs ~0.2 us on CPU: check before the update
-            raise diverged(loss.item(), step + 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update()
-        losses[step] = loss.detach()
-        done = step + 1
-        stopping = stop is not None and done < steps and stop()
-        saving = save is not None and (done == steps or stopping or bool(checkpoint_every and
-                                                                          done % checkpoint_every == 0))
-        if not on_cpu and (done % CUDA_CHECK_EVERY == 0 or saving or done % log_every == 0 or done == steps):
-            window = losses[checked:done]
-            if not bool(torch.isfinite(window).all()):
-                bad = checked + int((~torch.isfinite(window)).nonzero()[0])
-                raise diverged(float(losses[bad]), bad + 1)
-            checked = done
-        if done % log_every == 0 or done == steps:
-            mean = float(losses[last_step:done].mean())
-            now = time.perf_counter()
-            rate = (done - max(last_step, first)) / (now - last_time)
-            log.info("step %d/%d  loss %.4f  %.0f steps/s", done, steps, mean, rate)
-            if on_progress is not None:
-                on_progress(done, mean, rate)
-            last_step, last_time = done, now
-        if saving:
-            save(state(done))
-        if stopping:
-            raise Interrupted(f"training stopped after step {done}/{steps}", step=done)
-    seconds = time.perf_counter() - start
-    if first == steps and save is not None:  # resumed from a finished run: its state, saved here too
-        save(state(steps))
+    try:
+        for callback in callbacks:
+            callback.on_start(loop)
+        periodic = [c for c in callbacks if c.every]
+        checked = first  # on CUDA: losses[:checked] are known to be finite
+        start = time.perf_counter()
+        for step in range(first, steps):
+            idx = torch.randint(n, (batch_size,), generator=generator, device=data.device)
+            y = None if labels is None else model.drop_labels(labels[idx], generator)
+            loss_fn.set_step(step)
+            loss = loss_fn(model, data[idx], generator, y)
+            if on_cpu and not math.isfinite(loss.item()):  # a host read costs ~0.2 us on CPU: check before the update
+                raise diverged(loss.item(), step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update()
+            losses[step] = loss.detach()
+            done = loop.step = step + 1
+            stopping = stop is not None and done < steps and stop()
+            due = [c for c in periodic if done % c.every == 0 or done == steps]
+            if not on_cpu and (due or stopping or done % CUDA_CHECK_EVERY == 0):
+                _check_finite(losses, checked, done)
+                checked = done
+            for callback in due:
+                callback.on_step(loop)
+            if stopping:
+                for callback in callbacks:
+                    callback.on_stop(loop)
+                raise Interrupted(f"training stopped after step {done}/{steps}", step=done)
+        seconds = time.perf_counter() - start
+        if not on_cpu:
+            _check_finite(losses, checked, steps)
+        for callback in callbacks:
+            callback.on_end(loop)
+    finally:
+        for callback in callbacks:
+            callback.on_close(loop)
     if ema is not None:
         ema.copy_buffers()
     trained = ema.module if ema is not None else model

@@ -24,6 +24,7 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 
+from diffusion_runner.callbacks import Callback
 from diffusion_runner.config import SCHEMAS
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Family
@@ -61,6 +62,19 @@ def validate(cfg: DictConfig) -> None:
         check_target_node(cfg.train[key], f"train.{key}")
     for name, node in cfg.eval.metrics.items():
         check_target_node(node, f"eval.metrics.{name}")
+    for name, node in (cfg.train.get("callbacks") or {}).items():
+        _check_callback(node, f"train.callbacks.{name}")
+
+
+def _check_callback(node: Any, key: str) -> None:
+    """A callback node: a `_target_` naming a diffusion_runner.callbacks.Callback, with its parameters."""
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        raise ConfigError(f"{key}: must be a callback node such as "
+                          "{_target_: diffusion_runner.callbacks.LogProgress}")
+    check_target_node(node, key)
+    target = _import(node._target_)
+    if not (isinstance(target, type) and issubclass(target, Callback)):
+        raise ConfigError(f"{key}._target_: '{node._target_}' is not a diffusion_runner.callbacks.Callback")
 
 
 def family_class(node: Any) -> type[Family]:

@@ -5,8 +5,10 @@ size, optimiser, cosine learning-rate schedule and EMA of the weights, on the sa
 and the inverse-variance weighting, i.e. mean || s(t) s_theta(x_t, t) + z ||^2 (the script sets loss.t_sampling=uniform,
 loss.coverage=0 and loss.stable_target=0; importance sampling and the stable target are costs of the objective, not
 of the loop). The bare loop writes that out by hand; the runner adds what is its own: the Loss object, the per-step
-loss record and its finiteness check, the stop-signal poll, progress reports and checkpoints of the whole training
-state (to a temporary directory, every train.checkpoint_every steps and at the end). Repeats alternate the two
+loss record and its finiteness check, the stop-signal poll, and the job's callbacks (train.callbacks): progress
+reports (ten a run), the tqdm bar (drawn to stderr even when it is not a terminal, so its cost is counted) and
+checkpoints of the whole training state (to a temporary directory, every train.checkpoint_every steps and at the
+end). Repeats alternate the two
 loops; the script prints, per model, the median steps/s of each and the median of the per-repeat ratios
 runner / bare (robust to a machine that speeds up or slows down during the run), then a markdown table.
 
@@ -32,8 +34,9 @@ from hydra.utils import instantiate
 
 from diffusion_runner import checkpoints
 from diffusion_runner.build import build, build_loss
+from diffusion_runner.callbacks import Context
 from diffusion_runner.interrupts import StopSignals
-from diffusion_runner.train import train
+from diffusion_runner.train import TrainOptions, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PLAIN_DSM = ["loss.t_sampling=uniform", "loss.coverage=0", "loss.stable_target=0", "weighting=inv_var"]
@@ -72,11 +75,15 @@ def bare_loop(model, sde, data, cfg, steps):
 
 def runner_loop(model, sde, data, cfg, steps):
     with tempfile.TemporaryDirectory() as tmp, StopSignals() as stop, stop.deferred():
-        fit = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=steps,
-                    batch_size=cfg.train.batch_size, scheduler=instantiate(cfg.train.scheduler, T_max=steps),
-                    grad_clip=cfg.train.grad_clip, ema_decay=cfg.train.ema_decay, log_every=max(1, steps // 10),
-                    generator=torch.Generator().manual_seed(0), checkpoint_every=cfg.train.checkpoint_every,
-                    save=lambda state: checkpoints.save(Path(tmp) / checkpoints.FILE, state), stop=stop.requested)
+        options = TrainOptions(steps=steps, batch_size=cfg.train.batch_size,
+                               optimizer=instantiate(cfg.train.optimizer),
+                               scheduler=instantiate(cfg.train.scheduler, T_max=steps), grad_clip=cfg.train.grad_clip,
+                               ema_decay=cfg.train.ema_decay)
+        callbacks = [instantiate(node) for node in cfg.train.callbacks.values()]
+        context = Context(save=lambda state: checkpoints.save(Path(tmp) / checkpoints.FILE, state),
+                          interactive=True)  # the bar draws (to stderr) even when it is not a terminal
+        fit = train(model, build_loss(cfg, model), data, options, generator=torch.Generator().manual_seed(0),
+                    callbacks=callbacks, context=context, stop=stop.requested)
     return fit.steps_per_second
 
 
@@ -84,7 +91,7 @@ def compare(name: str, overrides: list[str], steps: int, repeats: int) -> dict:
     """`name`: a score-family model option, or family=NAME for another family with its own objective."""
     choice = [name] if name.startswith("family=") else [*PLAIN_DSM, f"model={name}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*choice, *overrides])
+        cfg = compose("config", overrides=[*choice, f"train.log_every={max(1, steps // 10)}", *overrides])
     if cfg.train.grad_clip is not None or not cfg.train.ema_decay or cfg.train.scheduler is None:
         raise SystemExit("bench_train compares loops with EMA, a scheduler and no gradient clipping")
     parts = build(cfg)

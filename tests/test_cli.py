@@ -29,6 +29,7 @@ def test_job_end_to_end_writes_every_file(tmp_path):
     assert (out / ".hydra/config.yaml").exists() and (out / ".hydra/hydra.yaml").exists()
     log = (out / "run.log").read_text()
     assert "step 300/300" in log and "steps/s" in log
+    assert "\r" not in proc.stdout + proc.stderr  # not on a terminal: log lines, no progress bar
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "ok"
     assert metrics["nll_divergence"] == "exact"  # 2-D data: the exact divergence (auto)
@@ -43,19 +44,46 @@ def test_job_end_to_end_writes_every_file(tmp_path):
     assert not (tmp_path / "outputs").exists()  # hydra.run.dir was honoured
 
 
-def test_wandb_logger_writes_one_offline_run_per_job_grouped_by_sweep(tmp_path):
+def inspect(run_dir) -> tuple[dict, list[dict]]:
+    """(the summary, config, tags and name of an offline wandb run; its history rows), read from the run's own file
+    by `wandb leet inspect`."""
+    def leet(*args):
+        proc = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *args, str(run_dir)],
+                              capture_output=True, text=True, timeout=120, check=True)
+        return proc.stdout
+
+    records = [json.loads(line) for line in leet("--json").splitlines() if line.strip()]
+    return json.loads(leet("--summary", "--json")), [r["history"]["item"] for r in records if r["type"] == "history"]
+
+
+def test_wandb_logger_writes_one_offline_run_per_job_and_the_report_run_in_the_sweeps_group(tmp_path):
     sweep = tmp_path / "sweep_abc"
-    proc = cli("-m", "logger=wandb", "model=oracle", "sde=ddpm,ou", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = cli("-m", "logger=wandb", "sde=ddpm,ou", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for num, sde in ((0, "ddpm"), (1, "ou")):
-        (run_file,) = (sweep / str(num) / "wandb").glob("offline-run-*/run-*.wandb")
-        # The offline run file is a log of protobuf records, whose strings are stored as they are.
-        data = run_file.read_bytes()
-        assert b"sweep_abc" in data  # group: the sweep directory
-        assert f"sde={sde}".encode() in data  # name: the job's overrides
-        assert b"kl_kde" in data and b"train_seconds" in data  # the final metrics
-        assert b"density" in data and b"trajectory" in data  # the plots
+        (run_dir,) = (sweep / str(num) / "wandb").glob("offline-run-*")
+        summary, history = inspect(run_dir)
+        assert f"sde={sde}" in summary["name"]  # name: the job's overrides
+        assert {f"sde={sde}", "model=mlp", "loss=dsm", "weighting=inv_var", "sampler=ddim", "dataset=gmm8",
+                "seed=0"} <= set(summary["tags"])
+        assert summary["config"]["choices"]["sde"] == sde
+        assert "kl_kde" in summary["summary"] and "train_seconds" in summary["summary"]  # the final metrics
+        curves = [row for row in history if "train/loss" in row]
+        assert [row["_step"] for row in curves] == [100, 200]  # train.log_every=100 of 200 steps
+        for key in ("train/lr", "train/grad_norm", "train/steps_per_s"):
+            assert all(row[key] >= 0 for row in curves), key
+        images = {key.split(".")[0] for row in history for key in row if key.endswith("._type")}
+        assert {"samples", "density", "trajectory", "loss"} <= images
         assert json.loads((sweep / str(num) / "metrics.json").read_text())["status"] == "ok"
+        # The offline run file also keeps the group, the sweep directory's name, as it is.
+        assert b"sweep_abc" in next(run_dir.glob("run-*.wandb")).read_bytes()
+    (report_dir,) = (sweep / "wandb").glob("offline-run-*")  # the report run
+    summary, history = inspect(report_dir)
+    assert summary["name"] == "report" and b"sweep_abc" in next(report_dir.glob("run-*.wandb")).read_bytes()
+    (table,) = [row for row in history if row.get("results._type") == "table-file"]
+    assert table["results.nrows"] == 2  # one row per configuration
+    assert {"results_bars", "results_densities"} <= {k.split(".")[0] for row in history for k in row
+                                                      if k.endswith("._type") and "image" in str(row[k])}
 
 
 def test_unknown_option_lists_valid_ones(tmp_path):

@@ -13,7 +13,7 @@ from diffusion_runner.build import build_loss
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.score import Oracle
 from diffusion_runner.score.losses import DSM, ISM, SSM, Loss
-from diffusion_runner.train import train
+from diffusion_runner.train import TrainOptions, train
 from diffusion_runner.validate import validate
 from tests.conftest import BACKBONES, compose_config, learned_model, options
 
@@ -116,8 +116,9 @@ def test_every_loss_trains_every_backbone_without_nan_and_lowers_its_loss(loss_n
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
     model = learned_model(sde, dataset, [f"model={backbone}"])
     data = torch.as_tensor(dataset.sample(5000, np.random.default_rng(0)))
-    result = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=300,
-                   batch_size=128, generator=torch.Generator().manual_seed(0))
+    result = train(model, build_loss(cfg, model), data,
+                   TrainOptions(steps=300, batch_size=128, optimizer=instantiate(cfg.train.optimizer)),
+                   generator=torch.Generator().manual_seed(0))
     assert np.isfinite(result.losses).all()
     assert result.losses[-50:].mean() < 0.8 * result.losses[:50].mean()
 

@@ -14,7 +14,7 @@ from diffusion_runner.data import GaussianMixture
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.score import Preconditioned
 from diffusion_runner.score.precond import PARAMETERIZATIONS
-from diffusion_runner.train import train
+from diffusion_runner.train import TrainOptions, train
 from tests.conftest import BACKBONES, compose_config, learned_model, options
 
 
@@ -144,9 +144,9 @@ def test_a_conditional_model_learns_each_components_score():
     model = instantiate(cfg.model, sde=sde, dataset=dataset)
     points, labels = dataset.sample_labeled(4000, np.random.default_rng(0))
     loss = instantiate(cfg.loss, sde=sde)
-    train(model, loss, torch.as_tensor(points), labels=torch.as_tensor(labels),
-          optimizer=instantiate(cfg.train.optimizer), steps=400, batch_size=256,
-          generator=torch.Generator().manual_seed(0))
+    train(model, loss, torch.as_tensor(points), TrainOptions(steps=400, batch_size=256,
+                                                             optimizer=instantiate(cfg.train.optimizer)),
+          labels=torch.as_tensor(labels), generator=torch.Generator().manual_seed(0))
     x, t = torch.zeros(200, 2), torch.full((200,), 0.3)
     with torch.no_grad():
         towards_first = model.score(x, t, torch.zeros(200, dtype=torch.long))[:, 0]
@@ -159,8 +159,9 @@ def test_batch_norm_statistics_reach_the_ema_model():
     dataset, sde = instantiate(cfg.dataset), instantiate(cfg.sde)
     model = learned_model(sde, dataset, ["model=resmlp", "model.backbone.norm=batch"])
     data = torch.as_tensor(dataset.sample(2000, np.random.default_rng(0)))
-    result = train(model, instantiate(cfg.loss, sde=sde), data, optimizer=instantiate(cfg.train.optimizer), steps=50,
-                   batch_size=128, ema_decay=0.99, generator=torch.Generator().manual_seed(0))
+    result = train(model, instantiate(cfg.loss, sde=sde), data,
+                   TrainOptions(steps=50, batch_size=128, optimizer=instantiate(cfg.train.optimizer), ema_decay=0.99),
+                   generator=torch.Generator().manual_seed(0))
     live, averaged = dict(model.named_buffers()), dict(result.model.named_buffers())
     assert any("running_var" in name for name in live)
     for name, buffer in live.items():

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from diffusion_runner.build import build_loss
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
-from diffusion_runner.train import train
+from diffusion_runner.train import TrainOptions, train
 from tests.conftest import CONF, TINY
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -52,8 +52,9 @@ def test_the_readme_example_is_one_class_and_one_yaml(code, yaml, group, option,
     torch.manual_seed(0)
     model = instantiate(cfg.model, sde=sde, dataset=dataset)
     data = torch.as_tensor(dataset.sample(2000, np.random.default_rng(0)))
-    result = train(model, build_loss(cfg, model), data, optimizer=instantiate(cfg.train.optimizer), steps=200,
-                   batch_size=128, generator=torch.Generator().manual_seed(0))
+    result = train(model, build_loss(cfg, model), data,
+                   TrainOptions(steps=200, batch_size=128, optimizer=instantiate(cfg.train.optimizer)),
+                   generator=torch.Generator().manual_seed(0))
     assert np.isfinite(result.losses).all() and result.losses[-30:].mean() < result.losses[:30].mean()
     sys.modules.pop(f"example_{option}", None)
 

@@ -11,10 +11,14 @@ import torch
 from hydra.utils import instantiate
 
 from diffusion_runner import train as training
+from diffusion_runner.__main__ import config_error
 from diffusion_runner.build import build, build_loss
+from diffusion_runner.callbacks import Callback, Checkpoint, Context, LogProgress, ProgressBar
 from diffusion_runner.errors import Interrupted
 from diffusion_runner.family import Loss
-from diffusion_runner.train import EMA, train
+from diffusion_runner.loggers import NoLogger
+from diffusion_runner.pipeline import run
+from diffusion_runner.train import EMA, TrainOptions, train
 from tests.conftest import compose_config
 
 
@@ -34,14 +38,17 @@ def test_ema_follows_the_warm_up_recurrence():
     assert not ema.module.weight.requires_grad
 
 
-def _setup(steps=60, **kwargs):
-    """The default model's training on a small set, from fixed seeds: (model, loss, data, train's keywords)."""
+def _setup(steps=60, checkpoint_every=None, save=None, **kwargs):
+    """The default model's training on a small set, from fixed seeds, with the job's progress log and a checkpoint
+    callback handing states to `save`: (model, loss, data, train's keywords)."""
     cfg = compose_config([f"train.steps={steps}", "train.n_data=500"])
     torch.manual_seed(0)
     parts = build(cfg, torch.device("cpu"))
     data = torch.as_tensor(parts.dataset.sample(500, np.random.default_rng(0)))
-    args = dict(optimizer=instantiate(cfg.train.optimizer), scheduler=instantiate(cfg.train.scheduler), steps=steps,
-                batch_size=64, ema_decay=0.99, log_every=20, generator=torch.Generator().manual_seed(1), **kwargs)
+    options = TrainOptions(steps=steps, batch_size=64, optimizer=instantiate(cfg.train.optimizer),
+                           scheduler=instantiate(cfg.train.scheduler), ema_decay=0.99)
+    args = dict(options=options, generator=torch.Generator().manual_seed(1), context=Context(save=save),
+                callbacks=[LogProgress(every=20), Checkpoint(every=checkpoint_every)], **kwargs)
     return parts.model, build_loss(cfg, parts.model), data, args
 
 
@@ -83,7 +90,103 @@ def test_a_non_finite_loss_stops_training_at_its_step_before_any_state_holding_i
             self.step = step
 
     saved = []
-    args.update(checkpoint_every=1 if per_step else 5, save=saved.append)
+    args.update(callbacks=[Checkpoint(every=1 if per_step else 5)], context=Context(save=saved.append))
     with pytest.raises(FloatingPointError, match="the loss is nan at step 7"):
         train(model, NanAtStep7(), data, **args)
     assert [s["step"] for s in saved] == ([1, 2, 3, 4, 5, 6] if per_step else [5])
+
+
+class Recorder(Callback):
+    """Records which hook ran after which step."""
+
+    def __init__(self, every):
+        self.every, self.calls = every, []
+
+    def on_start(self, loop):
+        self.calls.append(("start", loop.step))
+
+    def on_step(self, loop):
+        self.calls.append(("step", loop.step))
+
+    def on_stop(self, loop):
+        self.calls.append(("stop", loop.step))
+
+    def on_end(self, loop):
+        self.calls.append(("end", loop.step))
+
+    def on_close(self, loop):
+        self.calls.append(("close", loop.step))
+
+
+def test_callbacks_run_every_n_steps_and_at_the_ends():
+    model, loss, data, args = _setup(steps=25)
+    every7, never = Recorder(7), Recorder(None)
+    args["callbacks"] = [every7, never]
+    train(model, loss, data, **args)
+    assert every7.calls == [("start", 0), ("step", 7), ("step", 14), ("step", 21), ("step", 25), ("end", 25),
+                            ("close", 25)]
+    assert never.calls == [("start", 0), ("end", 25), ("close", 25)]
+
+
+def test_a_stop_calls_on_stop_then_on_close_and_an_error_still_closes():
+    calls = iter(range(10**6))
+    model, loss, data, args = _setup(stop=lambda: next(calls) >= 4)
+    recorder = Recorder(10)
+    args["callbacks"] = [recorder]
+    with pytest.raises(Interrupted):
+        train(model, loss, data, **args)
+    assert recorder.calls == [("start", 0), ("stop", 5), ("close", 5)]
+
+    class Fails(Loss):
+        def __call__(self, *a):
+            raise RuntimeError("boom")
+
+    recorder.calls.clear()
+    with pytest.raises(RuntimeError, match="boom"):
+        train(model, Fails(), data, **{**args, "stop": None})
+    assert recorder.calls == [("start", 0), ("close", 0)]
+
+
+class Curves(NoLogger):
+    def __init__(self):
+        self.rows = []
+
+    def log(self, values, step=None):
+        self.rows.append((step, values))
+
+
+def test_progress_logs_the_loss_learning_rate_gradient_norm_and_speed():
+    model, loss, data, args = _setup(steps=40)
+    logger = Curves()
+    args.update(callbacks=[LogProgress(every=20)], context=Context(logger=logger))
+    result = train(model, loss, data, **args)
+    assert [step for step, _ in logger.rows] == [20, 40]
+    step, values = logger.rows[-1]
+    assert set(values) == {"train/loss", "train/lr", "train/grad_norm", "train/steps_per_s"}
+    assert values["train/loss"] == pytest.approx(float(result.losses[20:].mean()), rel=1e-6)
+    assert values["train/lr"] == result.optimizer.param_groups[0]["lr"]
+    assert values["train/grad_norm"] > 0 and values["train/steps_per_s"] > 0
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_the_bar_draws_only_where_the_job_is_interactive(interactive, capsys):
+    model, loss, data, args = _setup(steps=50)
+    args.update(callbacks=[ProgressBar(every=10)], context=Context(interactive=interactive))
+    train(model, loss, data, **args)
+    err = capsys.readouterr().err
+    if interactive:
+        assert "train" in err and "50/50" in err and "loss" in err
+    else:
+        assert err == ""
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.log_every=0", "train.callbacks.progress.every: must be an integer >= 1, got 0"),
+    ("train.checkpoint_every=0", "train.callbacks.checkpoint.every: must be an integer >= 1 or null, got 0"),
+    ("train.callbacks.bar.every=-1", "train.callbacks.bar.every: must be an integer >= 1, got -1"),
+])
+def test_bad_callback_values_are_one_line_errors_before_the_job_starts(override, message, tmp_path):
+    with pytest.raises(Exception) as info:
+        run(compose_config([override]), tmp_path, NoLogger(), {})
+    assert config_error(info.value) == message
+    assert list(tmp_path.iterdir()) == []

@@ -39,6 +39,12 @@ def test_every_shipped_option_passes(overrides):
     (["sampler.grid.rho=nan"], "sampler.grid.rho: must be a finite number, got nan"),
     (["dataset=gmm", "dataset.means=[[0,0],[nan,1]]"], "dataset.means[1][0]: must be a finite number, got nan"),
     (["loss.weighting._target_=foo.Bar"], "loss.weighting._target_: cannot import 'foo.Bar'"),
+    (["+train.callbacks.curve._target_=foo.Bar"], "train.callbacks.curve._target_: cannot import 'foo.Bar'"),
+    (["+train.callbacks.curve._target_=diffusion_runner.metrics.Chamfer"],
+     "train.callbacks.curve._target_: 'diffusion_runner.metrics.Chamfer' is not a diffusion_runner.callbacks.Callback"),
+    (["+train.callbacks.bar.evry=5"],
+     "train.callbacks.bar.evry: unknown key (did you mean train.callbacks.bar.every?)"),
+    (["+train.callbacks.curve=5"], "train.callbacks.curve: must be a callback node such as"),
 ])
 def test_a_mistake_stops_the_job_before_any_work_in_one_line(overrides, message, tmp_path):
     with pytest.raises(Exception) as info:

@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 
 from diffusion_runner.family import Family, Loss
+from diffusion_runner.score import figures
 from diffusion_runner.score.model import ScoreModel
 from diffusion_runner.score.samplers import ScoreSampler
 from diffusion_runner.score.sdes import SDE
@@ -33,6 +34,11 @@ class Score(Family):
 
     def objective(self, cfg, model):
         return instantiate(cfg.loss, sde=model.sde)  # its parts (the weighting at loss.weighting) with it
+
+    def figures(self, model, dataset, rng, out_dir):
+        figures.forward(model, dataset, rng, out_dir / "forward.png")
+        return ["forward", *(["score_field"] if figures.score_field(model, dataset, rng, out_dir / "score_field.png")
+                             else [])]
 
 
 def check_prior(sde: SDE, dataset) -> None:
