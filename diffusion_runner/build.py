@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from diffusion_runner.callbacks import Callback
+from diffusion_runner.callbacks import Callback, LearningCurve
 from diffusion_runner.data import Dataset
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Family, Loss, Model
@@ -69,9 +69,25 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     model = model.to(device)
     sampler.request.check(model, dataset)
     target = sampler.request.target(dataset)
+    metrics = build_metrics(cfg.eval, target, sampler.request)
     callbacks = [instantiate(node) for node in (cfg.train.get("callbacks") or {}).values()]
-    return Parts(dataset, family, model, sampler, build_metrics(cfg.eval, target, sampler.request), target,
-                 callbacks)
+    if cfg.eval.every is not None:
+        check_curve(cfg.eval, metrics)
+        callbacks.append(LearningCurve(cfg.eval.every))
+    return Parts(dataset, family, model, sampler, metrics, target, callbacks)
+
+
+def check_curve(cfg: DictConfig, metrics: dict[str, Metric]) -> None:
+    """eval.curve_metrics must name metrics of eval.metrics, and eval.curve_samples be enough for those the job
+    computes (cfg = the eval section)."""
+    unknown = [name for name in cfg.curve_metrics if name not in cfg.metrics]
+    if unknown:
+        raise ConfigError(f"eval.curve_metrics: {', '.join(unknown)} not in eval.metrics "
+                          f"(allowed: {', '.join(cfg.metrics)})")
+    need = max((metrics[name].min_samples for name in cfg.curve_metrics if name in metrics), default=1)
+    if cfg.curve_samples < max(need, 1):
+        raise ConfigError(f"eval.curve_samples: eval.curve_metrics need at least {max(need, 1)} generated samples, "
+                          f"got {cfg.curve_samples}")
 
 
 def train_options(train: DictConfig) -> TrainOptions:

@@ -10,16 +10,19 @@ progress bar may draw.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from diffusion_runner import progress
+from diffusion_runner import plots, progress
+from diffusion_runner.atomic import write_text
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.loggers import NoLogger
 
@@ -32,11 +35,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Context:
     """What the job lends the callbacks: the experiment logger, `save(state)` writing a training state (a
-    checkpoint) or None, and `interactive`: whether progress bars may draw (a terminal, not a multirun worker)."""
+    checkpoint) or None, `interactive`: whether progress bars may draw (a terminal, not a multirun worker),
+    `evaluate(model)`: the learning curve's metrics of a model, and `out_dir`, the run
+    directory (None: write no files)."""
 
     logger: Any = None
     save: Callable[[dict[str, Any]], None] | None = None
     interactive: bool = False
+    evaluate: Callable[[Any], dict[str, float]] | None = None
+    out_dir: Path | None = None
 
     def __post_init__(self):
         self.logger = self.logger or NoLogger()
@@ -69,6 +76,14 @@ class Callback:
 
     def on_close(self, loop: Loop) -> None:
         """Always last, also after an error: release what on_start took."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What the callback needs to continue after a resume, saved in the training state under its class name
+        (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a state_dict() of a stopped run."""
 
 
 class LogProgress(Callback):
@@ -150,3 +165,43 @@ class ProgressBar(Callback):
         if self._stack is not None:
             self._stack.close()
             self._stack = self._shown = None
+
+
+class LearningCurve(Callback):
+    """Every `every` steps: the job's `evaluate` on the model sampled with (the EMA weights), a cheap evaluation
+    on few samples (eval.curve_samples) by the metrics in eval.curve_metrics. Each point {step, seconds, metric:
+    value, ...} (seconds: of training since the job began) is logged as eval/<metric> and rewritten to
+    learning_curve.json; learning_curve.png plots each metric against step and against seconds. Its points are
+    part of the training state, so a resumed run continues the same curve."""
+
+    FILE = "learning_curve.json"
+
+    def __init__(self, every: int):
+        self.every = _every(every, "eval.every", allow_none=False)
+        self.points: list[dict[str, float]] = []
+
+    def on_start(self, loop):
+        self._start = time.perf_counter() - (self.points[-1]["seconds"] if self.points else 0.0)
+
+    def on_step(self, loop):
+        if loop.context.evaluate is None or any(p["step"] == loop.step for p in self.points):
+            return
+        began = time.perf_counter()
+        model = loop.ema.module if loop.ema is not None else loop.model
+        values = loop.context.evaluate(model)
+        self._start += time.perf_counter() - began  # the curve's seconds are training seconds
+        self.points.append({"step": loop.step, "seconds": time.perf_counter() - self._start, **values})
+        loop.context.logger.log({f"eval/{k}": v for k, v in values.items()}, step=loop.step)
+        log.info("learning curve at step %d: %s", loop.step, ", ".join(f"{k} = {v:.4f}" for k, v in values.items()))
+        if loop.context.out_dir is not None:
+            write_text(loop.context.out_dir / self.FILE, json.dumps(self.points, indent=1) + "\n")
+
+    def on_end(self, loop):
+        if loop.context.out_dir is not None and self.points:
+            plots.learning_curve(self.points, loop.context.out_dir / "learning_curve.png")
+
+    def state_dict(self):
+        return {"points": list(self.points)}
+
+    def load_state_dict(self, state):
+        self.points = list(state["points"])

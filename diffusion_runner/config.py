@@ -31,6 +31,9 @@ class EvalConfig:
     n_samples: int  # points generated for evaluation and saved to samples.npy
     snapshots: int  # states of the sampling process kept for trajectory.png
     frames: int | None  # states of the sampling process kept for animation.gif; null: none
+    every: int | None  # steps between evaluations during training (the learning curve); null: none
+    curve_samples: int  # samples each of those evaluations draws
+    curve_metrics: list[str]  # the metrics of eval.metrics each of them computes
     metrics: dict[str, Any] = field(default_factory=dict)  # name -> metric node
 
 

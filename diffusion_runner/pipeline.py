@@ -4,7 +4,8 @@ writing the run directory.
 Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (the
 training state, every train.checkpoint_every steps and at the end; none when the model is loaded), samples.png,
 density.png, trajectory.png, animation.gif, loss.png (trained models only), and the family's own figures (the
-score family: forward.png, score_field.png); the job's .hydra/ record and run.log are
+score family: forward.png, score_field.png), learning_curve.json and .png with eval.every; the job's .hydra/
+record and run.log are
 written by the entry point (diffusion_runner.__main__).
 """
 
@@ -40,7 +41,7 @@ from diffusion_runner.validate import validate
 log = logging.getLogger(__name__)
 
 # Independent random streams derived from the job seed.
-DATA_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM, PLOT_STREAM = range(5)
+DATA_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM, PLOT_STREAM, CURVE_STREAM = range(6)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,7 +101,8 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
              cfg.train.steps, cfg.train.batch_size)
     with stop.deferred() if stop is not None else nullcontext():
         context = Context(logger=logger, save=lambda state: checkpoints.save(path, {"config": config, **state}),
-                          interactive=progress.interactive())
+                          interactive=progress.interactive(), out_dir=out_dir,
+                          evaluate=lambda trained: curve_point(cfg, parts, trained, device))
         result = train(model, build_loss(cfg, parts.model), data, train_options(cfg.train), labels=labels,
                        generator=torch_generator(cfg.seed, TRAIN_STREAM, device),
                        callbacks=parts.callbacks, context=context,
@@ -130,6 +132,36 @@ def restore(cfg: DictConfig, parts: Parts) -> tuple[Model, dict]:
                           f"{str(e).splitlines()[0]}") from e
     log.info("model loaded from %s (trained for %d steps): no training", path, state.get("step", 0))
     return parts.model, {"ckpt_path": str(path), "ckpt_step": int(state.get("step", 0))}
+
+
+@torch.no_grad()
+def curve_point(cfg: DictConfig, parts: Parts, model: Model, device: torch.device) -> dict[str, float]:
+    """One point of the learning curve: eval.curve_samples samples of `model` by the job's
+    sampler, scored by the metrics of eval.curve_metrics the job has, on streams of their own, the same at every
+    step (the same sampler noise and reference points, so the curve shows the model change, not the draws), and
+    the training's streams are untouched; each metric's scores (its outputs with a better direction), not their
+    standard errors or references. The model is put back in the mode it was in."""
+    training, n = model.training, cfg.eval.curve_samples
+    model.eval()
+    try:
+        labels = parts.sampler.request.per_sample(n)
+        generator = torch.Generator(device=device).manual_seed(
+            int(np.random.SeedSequence([cfg.seed, CURVE_STREAM]).generate_state(1, np.uint64)[0]))
+        samples = parts.sampler.generate(model, (n, *parts.dataset.shape),
+                                         None if labels is None else torch.as_tensor(labels, device=device),
+                                         generator, device).x.cpu().numpy().astype(np.float32)
+        values: dict[str, float] = {}
+        for name in cfg.eval.curve_metrics:
+            if name in parts.metrics:
+                rng = np.random.default_rng([cfg.seed, CURVE_STREAM, zlib.crc32(name.encode())])
+                metric = parts.metrics[name]
+                out = metric(EvalContext(samples, parts.target, rng, model, device, labels, parts.dataset,
+                                         parts.sampler.request.guidance))
+                values.update({k: float(out[k]) for k, spec in metric.outputs.items()
+                               if spec.better is not None and k in out})  # the scores, not their references
+        return values
+    finally:
+        model.train(training)
 
 
 def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, out_dir: Path,

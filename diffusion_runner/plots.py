@@ -176,3 +176,18 @@ def score_field(xy: np.ndarray, learned: np.ndarray, exact: np.ndarray, times: S
             ax.set_yticks([])
     fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8, label="relative error (clipped at 1)")
     save(fig, path)
+
+
+def learning_curve(points: Sequence[dict[str, float]], path: Path) -> None:
+    """Each metric of the periodic evaluation against the training step (top) and the training seconds (bottom);
+    `points`: {step, seconds, metric: value, ...} in step order."""
+    names = [k for k in points[0] if k not in ("step", "seconds")]
+    fig = Figure(figsize=(3.4 * max(1, len(names)), 5.6), layout="constrained")
+    axes = fig.subplots(2, max(1, len(names)), squeeze=False)
+    for k, name in enumerate(names):
+        values = [p.get(name, np.nan) for p in points]
+        for ax, x, label in ((axes[0, k], "step", "step"), (axes[1, k], "seconds", "training seconds")):
+            ax.plot([p[x] for p in points], values, marker="o", color="tab:blue")
+            ax.set_xlabel(label)
+        axes[0, k].set_title(name, fontsize=9)
+    save(fig, path)

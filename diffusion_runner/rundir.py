@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 METRICS = "metrics.json"
 LOCK = ".lock"  # held by the job running in the directory; names it (pid, host, command) and its run_digest
 RECORD = ".hydra"  # the job's composed config, Hydra's config and the command-line overrides
-OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "wandb")
+OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "learning_curve.json", "wandb")
 PICTURES = ("*.png", "*.gif")  # every job's and every family's figures
 # metrics.json: these fields hold text (or null); every other field a finite number (or null).
 TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind"}

@@ -84,7 +84,8 @@ class TrainOptions:
 class Loop:
     """What the callbacks see: `step` steps done of `steps` (`first` of them before this run of the loop), the loss
     of every step so far in `losses[:step]`, the online `model`, its `ema` (or None), the optimiser and scheduler,
-    and the `context` the job lends the callbacks (diffusion_runner.callbacks.Context)."""
+    the `context` the job lends the callbacks (diffusion_runner.callbacks.Context) and the callbacks themselves,
+    whose state_dict()s the training state keeps."""
 
     model: Model
     ema: EMA | None
@@ -96,6 +97,7 @@ class Loop:
     step: int
     context: Context
     generator: torch.Generator | None
+    callbacks: Sequence[Callback] = ()
 
     def state(self) -> dict[str, Any]:
         """The whole training state after `step` steps: weights (the EMA's as `model`), EMA update count, optimiser,
@@ -109,6 +111,9 @@ class Loop:
             out.update(online_model=self.model.state_dict(), ema_updates=self.ema.updates)
         if self.scheduler is not None:
             out["scheduler"] = self.scheduler.state_dict()
+        kept = {type(c).__name__: c.state_dict() for c in self.callbacks}
+        if any(v is not None for v in kept.values()):
+            out["callbacks"] = {k: v for k, v in kept.items() if v is not None}
         return out
 
 
@@ -178,7 +183,7 @@ def train(model: Model, loss_fn: Loss, data: torch.Tensor, options: TrainOptions
     steps, batch_size, grad_clip = options.steps, options.batch_size, options.grad_clip
     ema = EMA(model, options.ema_decay) if options.ema_decay else None
     loop = Loop(model, ema, optimizer, scheduler, torch.empty(steps, device=data.device), steps, 0, 0,
-                context or Context(), generator)
+                context or Context(), generator, callbacks)
     if resume is not None:
         loop.first = loop.step = int(resume["step"])
         model.load_state_dict(resume["online_model" if ema is not None else "model"])
@@ -190,6 +195,9 @@ def train(model: Model, loss_fn: Loss, data: torch.Tensor, options: TrainOptions
             scheduler.load_state_dict(resume["scheduler"])
         _set_rng_state(resume["rng"], generator)
         loop.losses[:loop.first] = resume["losses"].to(data.device)
+        for callback in callbacks:
+            if type(callback).__name__ in resume.get("callbacks", {}):
+                callback.load_state_dict(resume["callbacks"][type(callback).__name__])
         log.info("resuming training at step %d/%d", loop.first, steps)
 
     on_cpu = host_reads_are_cheap(data.device)

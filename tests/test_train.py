@@ -4,6 +4,7 @@ non-finite loss end training at their step."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -13,13 +14,13 @@ from hydra.utils import instantiate
 from diffusion_runner import train as training
 from diffusion_runner.__main__ import config_error
 from diffusion_runner.build import build, build_loss
-from diffusion_runner.callbacks import Callback, Checkpoint, Context, LogProgress, ProgressBar
+from diffusion_runner.callbacks import Callback, Checkpoint, Context, LearningCurve, LogProgress, ProgressBar
 from diffusion_runner.errors import Interrupted
 from diffusion_runner.family import Loss
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
 from diffusion_runner.train import EMA, TrainOptions, train
-from tests.conftest import compose_config
+from tests.conftest import TINY, compose_config
 
 
 def test_ema_follows_the_warm_up_recurrence():
@@ -190,3 +191,56 @@ def test_bad_callback_values_are_one_line_errors_before_the_job_starts(override,
         run(compose_config([override]), tmp_path, NoLogger(), {})
     assert config_error(info.value) == message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_learning_curve_evaluates_every_n_steps_and_continues_after_a_resume(tmp_path):
+    calls = iter(range(1, 100))
+
+    def evaluate(model):
+        assert not any(p.requires_grad for p in model.parameters())  # the EMA copy, which is sampled with
+        return {"score": float(next(calls))}
+
+    saved = []
+    polls = iter(range(10**6))
+    model, loss, data, args = _setup(steps=60, stop=lambda: next(polls) >= 29)
+    args.update(callbacks=[LearningCurve(every=20), Checkpoint(every=None)],
+                context=Context(save=saved.append, evaluate=evaluate, out_dir=tmp_path))
+    with pytest.raises(Interrupted):
+        train(model, loss, data, **args)
+    assert [p["step"] for p in json.loads((tmp_path / LearningCurve.FILE).read_text())] == [20]
+    model, loss, data, args = _setup(steps=60)
+    curve = LearningCurve(every=20)
+    args.update(callbacks=[curve], context=Context(evaluate=evaluate, out_dir=tmp_path))
+    train(model, loss, data, resume=saved[-1], **args)
+    assert [(p["step"], p["score"]) for p in curve.points] == [(20, 1.0), (40, 2.0), (60, 3.0)]
+    seconds = [p["seconds"] for p in curve.points]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert json.loads((tmp_path / LearningCurve.FILE).read_text()) == curve.points
+    assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_job_with_a_learning_curve_trains_to_the_same_results(tmp_path):
+    """The curve's evaluations draw on streams of their own: the job's metrics are those of a job without it."""
+    tiny = [*TINY, "eval.curve_samples=300", "eval.curve_metrics=[emd,likelihood]", "eval.metrics.emd.n=300"]
+    plain, curved = {}, {}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "curved").mkdir()
+    run(compose_config(tiny), tmp_path / "plain", NoLogger(), plain)
+    run(compose_config([*tiny, "eval.every=100"]), tmp_path / "curved", NoLogger(), curved)
+    points = json.loads((tmp_path / "curved" / LearningCurve.FILE).read_text())
+    assert [p["step"] for p in points] == [100, 200] and {"emd", "nll", "kl_ode"} <= set(points[0])
+    assert (tmp_path / "curved" / "learning_curve.png").exists()
+    assert not (tmp_path / "plain" / "learning_curve.png").exists()
+    for key in ("kl_kde", "chamfer", "emd", "kl_ode", "final_loss"):
+        assert plain[key] == curved[key], key
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (["eval.every=0"], "eval.every: must be an integer >= 1, got 0"),
+    (["eval.every=100", "eval.curve_metrics=[nope]"], "eval.curve_metrics: nope not in eval.metrics (allowed: "),
+    (["eval.every=100", "eval.curve_samples=10"], "eval.curve_samples: eval.curve_metrics need at least 2000"),
+])
+def test_bad_learning_curve_values_are_one_line_errors(override, message, tmp_path):
+    with pytest.raises(Exception) as info:
+        run(compose_config(override), tmp_path, NoLogger(), {})
+    assert config_error(info.value).startswith(message), config_error(info.value)
