@@ -94,7 +94,29 @@ def leave(message: str, multirun: bool, code: int = 1) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One job; its `optimized_metric`, if set, is returned for a sweeper that optimises it."""
+    job(cfg)
+    return objective(cfg.get("optimized_metric"), Path(HydraConfig.get().runtime.output_dir))
+
+
+def objective(name: str | None, out_dir: Path) -> float | None:
+    """The job's `name` metric from its metrics.json for an optimising sweeper (Optuna's); NaN when the job did not
+    finish ok or did not report it, which Optuna records as a failed trial; None without a name."""
+    if name is None:
+        return None
+    metrics = rundir.read_metrics(out_dir / rundir.METRICS)
+    value = metrics.get(name)
+    if metrics.get("status") != "ok" or not isinstance(value, int | float):
+        log.warning("optimized_metric %s: the job %s; the sweeper gets NaN", name,
+                    f"ended {metrics.get('status', 'without a record')}" if metrics.get("status") != "ok"
+                    else "did not report it")
+        return float("nan")
+    return float(value)
+
+
+def job(cfg: DictConfig) -> None:
+    """Start, run and record the job in Hydra's output directory (see the module's docstring)."""
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

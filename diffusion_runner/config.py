@@ -50,6 +50,7 @@ class RunConfig:
     overwrite: bool  # replace another run's outputs in the run directory instead of refusing
     device: str  # auto | cpu | cuda | cuda:N
     threads: int | None  # torch CPU threads; null keeps torch's default
+    optimized_metric: str | None  # the metric the job returns to an optimising sweeper (Optuna's); null: none
 
 
 SCHEMAS = {"": RunConfig, "train": TrainConfig, "eval": EvalConfig}  # section -> its schema ("" the top level)

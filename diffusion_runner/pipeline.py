@@ -249,7 +249,17 @@ def setup(cfg: DictConfig) -> Job:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # weight initialisation
-    return Job(build(cfg, device), device)
+    parts = build(cfg, device)
+    if cfg.optimized_metric is not None and cfg.optimized_metric not in reported(parts):
+        raise ConfigError(f"optimized_metric: '{cfg.optimized_metric}' is not reported by this job; it reports "
+                          f"{', '.join(sorted(reported(parts)))}")
+    return Job(parts, device)
+
+
+def reported(parts: Parts) -> set[str]:
+    """The numbers a job of these parts can write to metrics.json: its metrics' outputs and the stage timings."""
+    keys = {"train_seconds", "sample_seconds", "eval_seconds", "wall_seconds", "final_loss", "nfe"}
+    return keys.union(*(metric.outputs for metric in parts.metrics.values()))
 
 
 def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume: dict[str, Any] | None = None,

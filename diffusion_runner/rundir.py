@@ -50,7 +50,8 @@ PICTURES = ("*.png", "*.gif")  # every job's and every family's figures
 TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind"}
 MAX_MAGNITUDE = 1e12  # no number a job records comes near this: a larger one is a hand edit or a corrupt file
 SWEEP_INTERRUPTED = ".interrupted"  # in a sweep directory: a job was interrupted, start no more (cleared per sweep)
-RUN_IGNORED = ("logger", "threads", "device", "resume", "overwrite")  # sections that do not change the results
+# Top-level keys that do not change the results.
+RUN_IGNORED = ("logger", "threads", "device", "resume", "overwrite", "optimized_metric")
 
 
 class RunDirInUse(ConfigError):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from hydra.utils import get_class
 
 from tests.conftest import TINY, compose_config
@@ -108,3 +109,24 @@ def test_rebuild_of_an_interrupted_sweep_lists_the_jobs_that_never_ran(tmp_path)
     md = (sweep / "results.md").read_text()
     assert "| `2` | `+row=ddpm_oracle seed=2" in md and "| missing |" in md
     assert "set aside" in md and "`7`" in md
+
+
+def test_a_two_trial_optuna_sweep_returns_the_metric_and_its_report_lists_both_trials(tmp_path):
+    sweep = tmp_path / "tune"
+    proc = cli("-m", "experiment=tune", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    values = [json.loads((sweep / str(i) / "metrics.json").read_text())["kl_ode"] for i in (0, 1)]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == min(values)  # what each job returned is what Optuna optimised
+    # The tuned parameters TINY does not fix on the command line (its train.steps and sampler.steps win).
+    assert set(best["best_params"]) == {"train.optimizer.lr", "model.backbone.width"}
+    rows = table(sweep)
+    assert len(rows) == 2 and sorted(float(row["kl_ode_mean"]) for row in rows.values()) == sorted(values)
+
+
+def test_an_optimized_metric_the_job_does_not_report_is_a_one_line_error(tmp_path):
+    proc = cli("optimized_metric=kl_odee", *TINY, f"hydra.run.dir={tmp_path / 'job'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("config error: optimized_metric: 'kl_odee' is not reported by this job; it reports "), line
+    assert "kl_ode" in line
