@@ -145,11 +145,10 @@ def curve_point(cfg: DictConfig, parts: Parts, model: Model, device: torch.devic
     model.eval()
     try:
         labels = parts.sampler.request.per_sample(n)
-        generator = torch.Generator(device=device).manual_seed(
-            int(np.random.SeedSequence([cfg.seed, CURVE_STREAM]).generate_state(1, np.uint64)[0]))
         samples = parts.sampler.generate(model, (n, *parts.dataset.shape),
                                          None if labels is None else torch.as_tensor(labels, device=device),
-                                         generator, device).x.cpu().numpy().astype(np.float32)
+                                         torch_generator(cfg.seed, CURVE_STREAM, device),
+                                         device).x.cpu().numpy().astype(np.float32)
         values: dict[str, float] = {}
         for name in cfg.eval.curve_metrics:
             if name in parts.metrics:
@@ -198,8 +197,10 @@ def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, ou
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
     log.info("sampled %d points with %d network evaluations in %.1f s", len(samples), result.nfe,
              results["sample_seconds"])
-    states = [[(t, x.cpu().numpy()) for t, x in kept.states] for kept in (snapshots, frames) if kept is not None]
-    return samples, states[0], states[1] if frames is not None else []
+    def kept(states: Snapshots | None) -> list[tuple[float, np.ndarray]]:
+        return [] if states is None else [(t, x.cpu().numpy()) for t, x in states.states]
+
+    return samples, kept(snapshots), kept(frames)
 
 
 def evaluate(cfg: DictConfig, parts: Parts, model: Model, samples: np.ndarray, device: torch.device,

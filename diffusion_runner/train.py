@@ -111,9 +111,9 @@ class Loop:
             out.update(online_model=self.model.state_dict(), ema_updates=self.ema.updates)
         if self.scheduler is not None:
             out["scheduler"] = self.scheduler.state_dict()
-        kept = {type(c).__name__: c.state_dict() for c in self.callbacks}
-        if any(v is not None for v in kept.values()):
-            out["callbacks"] = {k: v for k, v in kept.items() if v is not None}
+        kept = {type(c).__name__: state for c in self.callbacks if (state := c.state_dict()) is not None}
+        if kept:
+            out["callbacks"] = kept
         return out
 
 
