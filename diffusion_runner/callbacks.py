@@ -106,8 +106,7 @@ class LogProgress(Callback):
         grads = [p.grad for p in loop.model.parameters() if p.grad is not None]
         values = {"train/loss": mean, "train/steps_per_s": rate, "train/lr": loop.optimizer.param_groups[0]["lr"]}
         if grads:
-            values["train/grad_norm"] = float(torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g) for g in grads])))
+            values["train/grad_norm"] = float(torch.nn.utils.get_total_norm(grads))
         loop.context.logger.log(values, step=done)
         self._last_step, self._last_time = done, now
 
