@@ -1,10 +1,12 @@
 """Entry point: `python -m diffusion_runner [group=option ...] [key=value ...]` (add -m to sweep).
 
 Every job that starts ends with metrics.json: status "ok"; "failed" with the error and the stage it failed in;
-or "interrupted" (SIGINT/SIGTERM) with the checkpoint saved. On the terminal a failure is one line, naming the
-key where there is one and the log holding the traceback (HYDRA_FULL_ERROR=1 prints it). A single run exits non-zero
-(128 + the signal's number when interrupted); in a sweep the job is recorded and the sweep goes on, or after an
-interrupt skips the jobs not yet started (whichever process runs them) and writes its report.
+or "interrupted" (SIGINT/SIGTERM) with the checkpoint saved. A sweep's job that its Slurm scheduler ends
+(SIGTERM: scancel, a time limit) has failed, with its checkpoint saved, and the sweep's other jobs go on. On the
+terminal a failure is one line, naming the key where there is one and the log holding the traceback
+(HYDRA_FULL_ERROR=1 prints it). A single run exits non-zero (128 + the signal's number when interrupted); in a
+sweep the job is recorded and the sweep goes on, or after an interrupt skips the jobs not yet started (whichever
+process runs them) and writes its report.
 
 A run directory is held by one job at a time (an fcntl lock) and what it already holds is handled by
 diffusion_runner.rundir: skipped when this run finished there, continued when it did not, refused when it holds
@@ -34,8 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from diffusion_runner import rundir, runlog
-from diffusion_runner.errors import ConfigError, Interrupted
-from diffusion_runner.interrupts import StopSignals
+from diffusion_runner.errors import ConfigError, Interrupted, SchedulerEnded
+from diffusion_runner.interrupts import StopSignals, scheduler_job
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run, setup, write_json
 
@@ -197,6 +199,11 @@ def execute(cfg: DictConfig, job, out_dir: Path, run_config: dict, results: dict
         stage = results.pop("stage", "start")
         signum = exc.signal or stop.signal or signal.SIGINT
         at = f" at step {exc.step}" if exc.step else ""
+        slurm = scheduler_job()
+        if multirun and slurm and signum == signal.SIGTERM:  # scancel, a time limit: this job ends, the sweep goes on
+            ended = SchedulerEnded(f"Slurm job {slurm} ended by the scheduler (SIGTERM){at}"
+                                   f"{'; its checkpoint is kept, run the sweep again to continue' if exc.step else ''}")
+            return fail(ended, stage, out_dir, {**results, "interrupted_at_step": exc.step}, start, logger, multirun)
         unsaved = record(out_dir, {**results, "status": "interrupted", "stage": stage,
                                    "error": f"interrupted: {exc}", "interrupted_at_step": exc.step,
                                    "wall_seconds": time.perf_counter() - start})

@@ -20,3 +20,8 @@ class Interrupted(BaseException):
     def __init__(self, message: str, step: int | None = None, signal: int | None = None):
         super().__init__(message)
         self.step, self.signal = step, signal
+
+
+class SchedulerEnded(RuntimeError):
+    """A sweep's job that its cluster scheduler ended (Slurm's SIGTERM: scancel, a time limit): a failure of that
+    job, recorded as one, while the sweep's other jobs go on."""

@@ -7,6 +7,7 @@ step, saves a checkpoint and raises Interrupted. Outside it, or at a second sign
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ from diffusion_runner.errors import Interrupted
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def scheduler_job() -> str | None:
+    """The Slurm job this process runs in (`123_4` for a task of an array, as squeue names it), or None."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 class StopSignals:

@@ -302,3 +302,28 @@ def write_job_record(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> N
     write_text(record / "config.yaml", OmegaConf.to_yaml(cfg))
     write_text(record / "hydra.yaml", OmegaConf.to_yaml(hydra_node))
     write_text(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+
+
+def record_lost(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig, error: str) -> bool:
+    """A job its launcher lost (a scheduler cancelled it before it started, or killed it with no chance to record
+    itself: SIGKILL, out of memory, a node failure) gets the record the job would have written: `.hydra/` if it
+    never started, so the sweep's report finds it, and a failed metrics.json with `error`, keeping the digest the job
+    started under, so running the sweep again continues it (from its checkpoint, if it saved one). What a job
+    recorded itself is kept, and a directory still held by a live job is left alone. True if it was recorded."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(out_dir, f"the launcher's record of a lost job ({error})")
+        lock.acquire()
+    except RunDirInUse as exc:
+        log.warning("%s: not recorded as lost (%s)", out_dir, exc)
+        return False
+    try:
+        if read_metrics(out_dir / METRICS):
+            return False
+        if not (out_dir / RECORD / "overrides.yaml").exists():
+            write_job_record(out_dir, cfg, hydra_cfg)
+        write_text(out_dir / METRICS, json.dumps({"status": "failed", "stage": "scheduler", "error": error,
+                                                  "run_digest": lock.owner}, indent=2) + "\n")
+        return True
+    finally:
+        lock.release()

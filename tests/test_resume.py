@@ -110,6 +110,24 @@ def test_an_interrupted_sweep_reports_what_finished_and_its_rerun_finishes_it(tm
     assert (sweep / "0/metrics.json").read_bytes() == before
 
 
+def test_a_sweep_job_its_slurm_scheduler_ends_has_failed_the_others_run_and_a_rerun_continues_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "diffusion_runner", "-m", *LONG, "seed=0,1",
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "0"})
+    wait_for(sweep / "0/checkpoint.pt")
+    proc.send_signal(signal.SIGTERM)  # what scancel sends the job's processes
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "1 of 2 jobs did not finish ok" in stderr, stderr[-3000:]
+    record = metrics(sweep / "0")
+    assert record["status"] == "failed" and record["stage"] == "train"
+    assert record["error"].startswith("SchedulerEnded: Slurm job 77_0 ended by the scheduler (SIGTERM) at step ")
+    assert metrics(sweep / "1")["status"] == "ok"
+    again = cli("-m", *LONG, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics(sweep / "0")["resumed_at_step"] == record["interrupted_at_step"]
+
+
 ORACLE = ["model=oracle", *TINY]
 
 

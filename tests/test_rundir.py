@@ -243,3 +243,44 @@ def test_nothing_is_written_through_a_symbolic_link_a_shared_directory_holds(tmp
     proc = cli(*ORACLE, f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / ".hydra").is_dir() and not (out / ".hydra").is_symlink() and not any(elsewhere.iterdir())
+
+
+def lost(out, error="Slurm job 4_2 ended with no result (state CANCELLED)"):
+    hydra_cfg = OmegaConf.create({"overrides": {"task": ["seed=3"]}})
+    return rundir.record_lost(out, compose_config([*TINY, "seed=3"]), hydra_cfg, error)
+
+
+def test_a_job_lost_before_it_started_gets_its_record_and_the_next_job_there_replaces_it(tmp_path):
+    out = tmp_path / "2"
+    assert lost(out)
+    record = rundir.read_metrics(out / "metrics.json")
+    assert record["status"] == "failed" and record["stage"] == "scheduler" and "CANCELLED" in record["error"]
+    assert OmegaConf.load(out / ".hydra/overrides.yaml") == ["seed=3"] and not (out / ".lock").exists()
+    assert rundir.prepare(out, config("seed=3"), overwrite=False) == rundir.Previous()
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_lost_job_that_started_keeps_its_digest_so_the_same_run_there_starts_again(tmp_path):
+    cfg = config()
+    with rundir.RunLock(tmp_path, "job") as lock:
+        lock.start(rundir.digest(cfg))
+    (tmp_path / "samples.npy").write_bytes(b"x")  # killed after sampling, with no checkpoint to continue from
+    assert lost(tmp_path)
+    assert rundir.read_metrics(tmp_path / "metrics.json")["run_digest"] == rundir.digest(cfg)
+    assert rundir.prepare(tmp_path, cfg, overwrite=False) == rundir.Previous()
+    with pytest.raises(rundir.RunDirInUse, match="of another run"):  # the record still tells runs apart
+        lost_other = tmp_path / "other"
+        lost_other.mkdir()
+        (lost_other / "samples.npy").write_bytes(b"x")
+        lost(lost_other)
+        rundir.prepare(lost_other, cfg, overwrite=False)
+
+
+def test_what_a_lost_job_recorded_itself_is_kept_and_a_held_directory_is_left_alone(tmp_path):
+    finished(tmp_path, config(), status="failed")
+    before = (tmp_path / "metrics.json").read_bytes()
+    assert not lost(tmp_path) and (tmp_path / "metrics.json").read_bytes() == before
+    held = tmp_path / "held"
+    with rundir.RunLock(held.mkdir() or held, "a live job"):
+        assert not lost(held)
+    assert not (held / "metrics.json").exists()
