@@ -162,10 +162,12 @@ def load_jobs(sweep_dir: Path, hydra_cfg: dict[str, Any] | None = None) -> tuple
     expected = expected_jobs(hydra_cfg or sweep_hydra_config(sweep_dir))
     if expected is None:
         return found, []
-    by_overrides = {tuple(j.overrides): j for j in found}
-    jobs = [by_overrides.pop(tuple(o), None) or Job(sweep_dir / str(i), list(o), {}, {})
+    by_overrides: dict[tuple[str, ...], list[Job]] = {}
+    for job in found:  # a sweep may list one value twice: its jobs share their overrides
+        by_overrides.setdefault(tuple(job.overrides), []).append(job)
+    jobs = [(by_overrides.get(tuple(o)) or [None]).pop(0) or Job(sweep_dir / str(i), list(o), {}, {})
             for i, o in enumerate(expected)]
-    return jobs, [j.path for j in by_overrides.values()]
+    return jobs, [j.path for left in by_overrides.values() for j in left]
 
 
 def read_dataset(job: Job, built: dict[str, Any]) -> None:

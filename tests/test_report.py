@@ -246,3 +246,13 @@ def test_each_row_is_paired_with_the_oracle_of_its_own_family_prior_and_model_se
     assert {key: row.oracle.key if row.oracle else None for key, row in rows.items()} == {
         "+row=oracle_small": "+row=oracle_small", "+row=oracle_large": "+row=oracle_large",
         "+row=small": "+row=oracle_small", "+row=large": "+row=oracle_large", "+row=vae": None}
+
+
+def test_a_value_listed_twice_gives_two_jobs_both_reported(tmp_path):
+    for num in range(2):
+        make_job(tmp_path, num, ["seed=0"], VP, MLP, ok(0.3 + num / 10, 0.26))
+    hydra_cfg = {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+                 "overrides": {"task": ["seed=0,0"]}}
+    jobs, ignored = load_jobs(tmp_path, hydra_cfg)
+    assert [(j.path.name, j.status, j.metrics["kl_kde"]) for j in jobs] == [("0", "ok", 0.3), ("1", "ok", 0.4)]
+    assert ignored == []
