@@ -73,7 +73,9 @@ class WandbLogger(NoLogger):
         self.run.log(values, step=step)
 
     def log_images(self, images):
-        self.run.log({k: self._wandb.Image(str(p)) for k, p in images.items()})
+        """PNGs as images, GIFs (the reverse process's animation) as videos, which wandb plays."""
+        self.run.log({k: (self._wandb.Video if Path(p).suffix == ".gif" else self._wandb.Image)(str(p))
+                      for k, p in images.items()})
 
     def log_table(self, name, columns, rows):
         self.run.log({name: self._wandb.Table(columns=columns, data=rows)})

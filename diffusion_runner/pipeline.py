@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion_runner import checkpoints, plots, progress
+from diffusion_runner import checkpoints, plots, progress, rundir
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.build import Parts, build, build_loss, train_options
 from diffusion_runner.callbacks import Context
@@ -288,7 +288,7 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume:
     rng = np.random.default_rng([cfg.seed, PLOT_STREAM])
     plot_job(samples, snapshots, frames, parts.target.sample(len(samples), rng), out_dir)
     parts.family.figures(model, parts.dataset, rng, out_dir)
-    logger.log_images({path.stem: path for path in sorted(out_dir.glob("*.png"))})
+    logger.log_images({path.stem: path for pattern in rundir.PICTURES for path in sorted(out_dir.glob(pattern))})
 
 
 def plot_job(samples: np.ndarray, snapshots, frames, reference: np.ndarray, out_dir: Path) -> None:

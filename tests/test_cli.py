@@ -73,7 +73,9 @@ def test_wandb_logger_writes_one_offline_run_per_job_and_the_report_run_in_the_s
         for key in ("train/lr", "train/grad_norm", "train/steps_per_s"):
             assert all(row[key] >= 0 for row in curves), key
         images = {key.split(".")[0] for row in history for key in row if key.endswith("._type")}
-        assert {"samples", "density", "trajectory", "loss"} <= images
+        assert {"samples", "density", "trajectory", "loss", "animation"} <= images
+        (gif,) = {row["animation._type"] for row in history if "animation._type" in row}
+        assert gif == "video-file"
         assert json.loads((sweep / str(num) / "metrics.json").read_text())["status"] == "ok"
         # The offline run file also keeps the group, the sweep directory's name, as it is.
         assert b"sweep_abc" in next(run_dir.glob("run-*.wandb")).read_bytes()
