@@ -1,11 +1,13 @@
-"""An Optuna sweep against the basic sweeper: the wall time of each whole multirun and its overhead per job (the
-sweep's wall time less the jobs' own wall_seconds, over the jobs), so the jobs' sizes cancel out.
+"""Optuna's sweeper and the Slurm launcher against the basic sweeper and launcher: the wall time of each whole
+multirun and its overhead per job (the sweep's wall time less the jobs' own wall_seconds, over the jobs), so the
+jobs' sizes cancel out.
 
-    python scripts/bench_tune.py [--trials 4] [-- extra overrides ...]
+    python scripts/bench_launchers.py [--jobs 4] [--slurm] [-- extra overrides ...]
 
-First `python -m diffusion_runner -m experiment=tune hydra.sweeper.n_trials=N` with the overrides; then the basic
-sweeper runs N jobs of the first trial's parameters (seeds 0 .. N-1), as one `-m` command. Both sweep directories
-are left under outputs/sweeps/bench_tune/<time>/.
+First `python -m diffusion_runner -m experiment=tune hydra.sweeper.n_trials=N` with the overrides; then N jobs of
+the first trial's parameters (seeds 0 .. N-1) as one `-m` command on the basic launcher and, with --slurm, the same
+command with hydra/launcher=slurm (a cluster must be up: scripts/slurm_cluster.sh start). The sweep directories are
+left under outputs/sweeps/bench_launchers/<time>/.
 """
 
 from __future__ import annotations
@@ -39,15 +41,19 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--slurm", action="store_true", help="also through hydra/launcher=slurm")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    root = Path("outputs/sweeps/bench_tune") / time.strftime("%Y%m%d-%H%M%S")
-    optuna_wall = sweep(["experiment=tune", f"hydra.sweeper.n_trials={args.trials}", *extra], root / "optuna")
+    root = Path("outputs/sweeps/bench_launchers") / time.strftime("%Y%m%d-%H%M%S")
+    walls = {"optuna": sweep(["experiment=tune", f"hydra.sweeper.n_trials={args.jobs}", *extra], root / "optuna")}
     jobs, _ = load_jobs(root / "optuna")
     first = [o for o in jobs[0].overrides if o not in extra and not o.startswith("experiment=")]
-    basic_wall = sweep([*first, f"seed=range(0,{args.trials})", *extra], root / "basic")
-    report("optuna", optuna_wall, root / "optuna")
-    report("basic", basic_wall, root / "basic")
+    same = [*first, f"seed=range(0,{args.jobs})", *extra]
+    walls["basic"] = sweep(same, root / "basic")
+    if args.slurm:
+        walls["slurm"] = sweep(["hydra/launcher=slurm", *same], root / "slurm")
+    for name, wall in walls.items():
+        report(name, wall, root / name)
 
 
 if __name__ == "__main__":
