@@ -11,6 +11,7 @@ A running job that scancel ends records itself (SIGTERM: failed, with its checkp
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class SlurmLauncher(BaseSubmititLauncher):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:  # hydra.sweep.mode, as Hydra's launchers honour it
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
         params = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
