@@ -44,6 +44,10 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
         if metric.needs_classes and target.n_classes < 1:
             log.info("metric %s skipped: %s has no classes", name, type(target).__name__)
             continue
+        if target.kind not in metric.kinds:
+            log.info("metric %s skipped: it serves %s, and %s holds %s", name, " and ".join(metric.kinds),
+                     type(target).__name__, target.kind)
+            continue
         if metric.max_dim is not None and target.dim > metric.max_dim:
             log.warning("metric %s skipped: %d-D data is beyond the %d dimensions it can serve (its max_dim)",
                         name, target.dim, metric.max_dim)

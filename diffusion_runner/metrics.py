@@ -53,6 +53,7 @@ class Metric(ABC):
     outputs: ClassVar[dict[str, Output]]
     min_samples: int = 0  # generated samples it looks at (0: none)
     max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)
+    kinds: ClassVar[tuple[str, ...]] = ("points", "images")  # the kinds of data it serves (Dataset.kind)
 
     @abstractmethod
     def __call__(self, ctx: EvalContext) -> dict[str, float | str]:
@@ -78,6 +79,8 @@ class KLKDE(Metric):
     the bandwidth than about the samples, so the metric is skipped with a warning there.
     """
 
+    kinds = ("points",)  # distances between pixels of whole images say little about them
+
     needs_density = True
     outputs = {"kl_kde": Output(), "kl_kde_floor": Output(better=None, vs_oracle=False, floor_of="kl_kde")}
     min_samples = 10  # a KDE in a few dimensions needs a handful of points
@@ -102,6 +105,8 @@ class Chamfer(Metric):
     reference points are cut into n_clouds pairs of clouds A, B of cloud_size points;
     CD(A, B) = mean_a min_b |a - b|^2 + mean_b min_a |a - b|^2 (squared Euclidean); the mean over clouds."""
 
+    kinds = ("points",)  # distances between pixels of whole images say little about them
+
     outputs = {"chamfer": Output()}
 
     def __init__(self, n_clouds: int = 100, cloud_size: int = 100):
@@ -122,6 +127,8 @@ class EMD(Metric):
     """Earth mover's distance between the first n generated points and n fresh reference points: the
     exact optimal one-to-one assignment (scipy linear_sum_assignment) under Euclidean cost, reported as
     the mean matched distance."""
+
+    kinds = ("points",)  # distances between pixels of whole images say little about them
 
     outputs = {"emd": Output()}
 

@@ -1,12 +1,11 @@
 """One job: build the parts from the config, then the stages train (or load `ckpt_path`), sample, evaluate, plot,
 writing the run directory.
 
-Run directory: metrics.json, samples.npy (N x D float32), labels.npy (conditional samples), checkpoint.pt (the
-training state, every train.checkpoint_every steps and at the end; none when the model is loaded), samples.png,
-density.png, trajectory.png, animation.gif, loss.png (trained models only), and the family's own figures (the
-score family: forward.png, score_field.png), learning_curve.json and .png with eval.every; the job's .hydra/
-record and run.log are
-written by the entry point (diffusion_runner.__main__).
+Run directory: metrics.json, samples.npy (N x *shape float32, in the data's units), labels.npy (conditional samples),
+checkpoint.pt (the training state, every train.checkpoint_every steps and at the end; none when the model is
+loaded), samples.png, density.png (points only), trajectory.png, animation.gif, loss.png (trained models only), and
+the family's own figures (the score family: forward.png, score_field.png), learning_curve.json and .png with
+eval.every; the job's .hydra/ record and run.log are written by the entry point (diffusion_runner.__main__).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from diffusion_runner.build import Parts, build, build_loss, train_options
 from diffusion_runner.callbacks import Context
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Model
+from diffusion_runner.images import figures as image_figures
 from diffusion_runner.interrupts import StopSignals
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.sampling import Snapshots
@@ -91,12 +91,9 @@ def fit(cfg: DictConfig, parts: Parts, device: torch.device, out_dir: Path, logg
         checkpoints.save(path, {"config": config, "model": model.state_dict(), "step": 0})
         return model, {"train_seconds": 0.0}
     rng = np.random.default_rng([cfg.seed, DATA_STREAM])
-    if model.conditional:
-        points, labels = parts.dataset.sample_labeled(cfg.train.n_data, rng)
-        labels = torch.as_tensor(labels, device=device)
-    else:
-        points, labels = parts.dataset.sample(cfg.train.n_data, rng), None
-    data = torch.as_tensor(points, device=device)
+    points, labels = parts.dataset.training_data(cfg.train.n_data, rng, labeled=model.conditional)
+    labels = None if labels is None else torch.as_tensor(labels, device=device)
+    data = torch.as_tensor(points, device=device)  # shares the rows' memory on the CPU
     log.info("training %d parameters for %d steps, batch %d", sum(p.numel() for p in model.parameters()),
              cfg.train.steps, cfg.train.batch_size)
     with stop.deferred() if stop is not None else nullcontext():
@@ -145,10 +142,9 @@ def curve_point(cfg: DictConfig, parts: Parts, model: Model, device: torch.devic
     model.eval()
     try:
         labels = parts.sampler.request.per_sample(n)
-        samples = parts.sampler.generate(model, (n, *parts.dataset.shape),
-                                         None if labels is None else torch.as_tensor(labels, device=device),
-                                         torch_generator(cfg.seed, CURVE_STREAM, device),
-                                         device).x.cpu().numpy().astype(np.float32)
+        samples = parts.dataset.from_model(parts.sampler.generate(
+            model, (n, *parts.dataset.shape), None if labels is None else torch.as_tensor(labels, device=device),
+            torch_generator(cfg.seed, CURVE_STREAM, device), device).x.cpu().numpy().astype(np.float32))
         values: dict[str, float] = {}
         for name in cfg.eval.curve_metrics:
             if name in parts.metrics:
@@ -185,20 +181,21 @@ def sample(cfg: DictConfig, parts: Parts, model: Model, device: torch.device, ou
         result = parts.sampler.generate(model, (cfg.eval.n_samples, *parts.dataset.shape),
                                         None if labels is None else torch.as_tensor(labels, device=device),
                                         torch_generator(cfg.seed, SAMPLE_STREAM, device), device, callback=callback)
-    samples = result.x.cpu().numpy().astype(np.float32)
+    samples = parts.dataset.from_model(result.x.cpu().numpy().astype(np.float32))
     results.update(sample_seconds=time.perf_counter() - start, nfe=result.nfe)
     with atomic_path(out_dir / "samples.npy") as tmp:
         np.save(tmp, samples)
     if labels is not None:
         with atomic_path(out_dir / "labels.npy") as tmp:
             np.save(tmp, labels)
-    bad = int((~np.isfinite(samples)).any(axis=1).sum())
+    bad = int((~np.isfinite(samples.reshape(len(samples), -1))).any(axis=1).sum())
     if bad:
         raise FloatingPointError(f"sampler produced {bad} non-finite samples out of {len(samples)}")
     log.info("sampled %d points with %d network evaluations in %.1f s", len(samples), result.nfe,
              results["sample_seconds"])
+
     def kept(states: Snapshots | None) -> list[tuple[float, np.ndarray]]:
-        return [] if states is None else [(t, x.cpu().numpy()) for t, x in states.states]
+        return [] if states is None else [(t, parts.dataset.from_model(x.cpu().numpy())) for t, x in states.states]
 
     return samples, kept(snapshots), kept(frames)
 
@@ -286,7 +283,10 @@ def run(cfg: DictConfig, out_dir: Path, logger, results: dict[str, Any], resume:
     evaluate(cfg, parts, model, samples, device, results)
     results["stage"] = "plot"
     rng = np.random.default_rng([cfg.seed, PLOT_STREAM])
-    plot_job(samples, snapshots, frames, parts.target.sample(len(samples), rng), out_dir)
+    if parts.dataset.kind == "images":
+        plot_images(samples, snapshots, frames, parts.sampler.request.per_sample(len(samples)), out_dir)
+    else:
+        plot_job(samples, snapshots, frames, parts.target.sample(len(samples), rng), out_dir)
     parts.family.figures(model, parts.dataset, rng, out_dir)
     logger.log_images({path.stem: path for pattern in rundir.PICTURES for path in sorted(out_dir.glob(pattern))})
 
@@ -301,3 +301,13 @@ def plot_job(samples: np.ndarray, snapshots, frames, reference: np.ndarray, out_
         plots.trajectory(snapshots, lims, out_dir / "trajectory.png")
     if frames:
         plots.animation(frames, lims, out_dir / "animation.gif")
+
+
+def plot_images(samples: np.ndarray, snapshots, frames, labels: np.ndarray | None, out_dir: Path) -> None:
+    """The figures of a job on images: samples.png (a grid, by requested label), and when the sampler showed its
+    states to the callback trajectory.png (the denoising strip) and animation.gif."""
+    image_figures.grid(samples, out_dir / "samples.png", labels)
+    if snapshots:
+        image_figures.strip(snapshots, out_dir / "trajectory.png")
+    if frames:
+        image_figures.animation(frames, out_dir / "animation.gif")

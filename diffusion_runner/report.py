@@ -43,6 +43,7 @@ from diffusion_runner import data, plots, rundir, stored
 from diffusion_runner.atomic import atomic_path, write_text
 from diffusion_runner.errors import one_line
 from diffusion_runner.family import Family, Model
+from diffusion_runner.images import figures as image_figures
 from diffusion_runner.metrics import Metric, Output
 
 log = logging.getLogger(__name__)
@@ -400,7 +401,7 @@ def bar_chart(rows: list[Row], path: Path) -> None:
 
 def density_grid(rows: list[Row], path: Path) -> None:
     """For each dataset of the sweep: its ground truth, then the generated density of each configuration's first
-    finished job, on that dataset's axes."""
+    finished job, on that dataset's axes (for images, a grid of the first images)."""
     panels: list[tuple[str, np.ndarray, plots.Limits]] = []
     truths: dict[str, plots.Limits] = {}
     for row in rows:
@@ -415,7 +416,7 @@ def density_grid(rows: list[Row], path: Path) -> None:
         dataset_key = json.dumps(job.config["dataset"], sort_keys=True)
         if dataset_key not in truths:
             truth = job.dataset.sample(len(samples), np.random.default_rng(0))
-            truths[dataset_key] = plots.plot_limits(truth)
+            truths[dataset_key] = plots.plot_limits(truth.reshape(len(truth), -1))
             name = job.config["dataset"]["_target_"].rsplit(".", 1)[-1]
             panels.append((f"ground truth\n({name})", truth, truths[dataset_key]))
         panels.append((f"{row.key}\n(seed {job.config['seed']})", samples, truths[dataset_key]))
@@ -426,7 +427,10 @@ def density_grid(rows: list[Row], path: Path) -> None:
     fig = Figure(figsize=(3.2 * cols, 3.4 * n_rows))
     axes = np.atleast_1d(fig.subplots(n_rows, cols)).ravel()
     for ax, (title, points, lims) in zip(axes, panels, strict=False):
-        plots.density_panel(ax, points, lims, title)
+        if points.ndim == 4:  # images (n, C, H, W): the first 36 in a grid
+            image_figures.show(ax, image_figures.tile(points[:36], 6), title)
+        else:
+            plots.density_panel(ax, points, lims, title)
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     plots.save(fig, path)

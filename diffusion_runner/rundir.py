@@ -47,7 +47,8 @@ RECORD = ".hydra"  # the job's composed config, Hydra's config and the command-l
 OUTPUTS = (METRICS, checkpoints.FILE, "samples.npy", "labels.npy", "learning_curve.json", "wandb")
 PICTURES = ("*.png", "*.gif")  # every job's and every family's figures
 # metrics.json: these fields hold text (or null); every other field a finite number (or null).
-TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind"}
+TEXT_FIELDS = {"status", "error", "stage", "run_digest", "device", "ckpt_path", "nll_divergence", "nll_kind",
+               "label_shares"}
 MAX_MAGNITUDE = 1e12  # no number a job records comes near this: a larger one is a hand edit or a corrupt file
 SWEEP_INTERRUPTED = ".interrupted"  # in a sweep directory: a job was interrupted, start no more (cleared per sweep)
 # Top-level keys that do not change the results.

@@ -39,6 +39,10 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "logger" and option == "wandb":
         overrides.append("logger.mode=disabled")
+    if option == "file":  # a points file of its own
+        overrides.append(f"dataset.path={points_csv(tmp_path)}")
+    if option == "unet":  # a backbone for images
+        overrides.append("dataset=digits")
     cfg = compose_config(overrides)
     dataset, sde, loss, model, sampler, logger = build(cfg, tmp_path)
     assert isinstance(dataset, Dataset) and isinstance(sde, SDE) and isinstance(model, ScoreModel)
@@ -89,8 +93,16 @@ def test_any_gaussian_mixture_by_override():
     assert dataset.stds[1].tolist() == [1, 1, 1, 2]
 
 
+def points_csv(directory) -> str:
+    """A small points file with columns x, y (for dataset=file)."""
+    path = directory / "points.csv"
+    np.savetxt(path, np.random.default_rng(0).standard_normal((50, 2)), delimiter=",", header="x,y", comments="")
+    return str(path)
+
+
 @pytest.mark.parametrize("option", options("dataset"))
-def test_every_dataset_gives_samples_of_its_shape(option):
-    dataset = instantiate(compose_config([f"dataset={option}"]).dataset)
+def test_every_dataset_gives_samples_of_its_shape(option, tmp_path):
+    extra = [f"dataset.path={points_csv(tmp_path)}"] if option == "file" else []
+    dataset = instantiate(compose_config([f"dataset={option}", *extra]).dataset)
     x = dataset.sample(7, np.random.default_rng(0))
     assert x.shape == (7, *dataset.shape) and int(np.prod(dataset.shape)) == dataset.dim

@@ -13,10 +13,11 @@ from hydra.utils import instantiate
 from diffusion_runner.__main__ import config_error
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
-from tests.conftest import GROUPS, compose_config, options, tiny_with
+from tests.conftest import GROUPS, TESTED_APART, compose_config, options, tiny_with
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g) if g != "logger"])
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)
+                                          if g != "logger" and o not in TESTED_APART])
 def test_job_runs_for_every_option(group, option, tmp_path):
     """Loggers run through the command line (test_cli.py), as they need Hydra's runtime."""
     cfg = compose_config([f"{group}={option}", *tiny_with(group, option)])

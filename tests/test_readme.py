@@ -4,6 +4,7 @@ family one package and one YAML."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from diffusion_runner.build import build_loss
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
 from diffusion_runner.train import TrainOptions, train
-from tests.conftest import CONF, TINY
+from diffusion_runner.validate import validate
+from tests.conftest import CONF, TINY, compose_config
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -81,3 +83,17 @@ def test_the_readme_family_is_one_subpackage_and_one_yaml(tmp_path, monkeypatch)
     assert results["nll_kind"] == "exact" and 1.3 < results["kl_exact"] < 1.7, results
     assert (out / "samples.npy").exists()
     sys.modules.pop("example_gaussian", None)
+
+
+
+COMMANDS = sorted({line.split("#")[0].strip()
+                   for line in re.findall(r"^python -m diffusion_runner [^\n]*", README, re.M)})
+SHOWN_AS_ERRORS = {"python -m diffusion_runner family=vae sde=ou"}  # the README shows the one-line error it gives
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if " -m " not in c[len("python -m"):] and "<" not in c
+                                     and "--" not in c and "ckpt_path" not in c and "resume" not in c
+                                     and c not in SHOWN_AS_ERRORS])
+def test_every_single_job_command_of_the_readme_composes_and_validates(command):
+    """What a reader copies: each one-job command's overrides compose and pass the config check."""
+    validate(compose_config([arg for arg in shlex.split(command)[3:] if not arg.startswith("hydra.")]))

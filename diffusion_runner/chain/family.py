@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hydra.utils import instantiate
 
 from diffusion_runner.chain.model import ReverseChain
 from diffusion_runner.chain.objective import ChainLoss
 from diffusion_runner.chain.sampler import Ancestral
 from diffusion_runner.family import Family
+from diffusion_runner.images import figures as image_figures
 
 
 class Chain(Family):
@@ -22,3 +24,15 @@ class Chain(Family):
 
     def objective(self, cfg, model):
         return instantiate(cfg.loss)
+
+    def figures(self, model, dataset, rng, out_dir):
+        """forward.png for images: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) z of one image at seven steps t."""
+        if dataset.kind != "images":
+            return []
+        steps = np.linspace(0, model.T, 7).round().astype(int)
+        abar = model.schedule.abar[steps].double().numpy()
+        image_figures.forward(dataset.to_model(dataset.sample(1, rng))[0],
+                              [(f"t = {t}", float(np.sqrt(a)), float(np.sqrt(1 - a))) for t, a in
+                               zip(steps, abar, strict=True)], rng, out_dir / "forward.png",
+                              f"{type(model.schedule).__name__}: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) z")
+        return ["forward"]

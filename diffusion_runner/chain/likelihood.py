@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from diffusion_runner.chain.model import ReverseChain
-from diffusion_runner.chain.objective import denoising_term, gaussian_nll, normal_kl
+from diffusion_runner.chain.objective import decoder_nll, denoising_term, gaussian_nll, normal_kl
 from diffusion_runner.likelihood import Likelihood
 
 
@@ -58,7 +58,9 @@ def consistency_elbo(model: ReverseChain, x0: Tensor, generator: torch.Generator
     total = gaussian_nll(path[model.T], torch.zeros_like(x0), torch.zeros_like(x0))
     for t in range(1, model.T + 1):
         mean, logvar, _ = model.reverse(path[t], torch.full((len(x0),), t, device=x0.device))
-        total += gaussian_nll(path[t - 1], mean, logvar.expand_as(x0))  # -log p_theta(x_{t-1} | x_t)
+        step = decoder_nll(model, x0, mean, logvar) if t == 1 else gaussian_nll(path[t - 1], mean,
+                                                                                 logvar.expand_as(x0))
+        total += step  # -log p_theta(x_{t-1} | x_t)
         q_mean = float((1 - beta[t]).sqrt()) * path[t - 1]
         total -= gaussian_nll(path[t], q_mean, torch.full_like(x0, float(beta[t].log())))  # -log q(x_t | x_{t-1})
     return total
@@ -70,6 +72,8 @@ class ChainELBO(Likelihood):
     first estimator of the same -ELBO on the same points, as `nll_consistency` and, for data with a density,
     `kl_elbo_consistency` (an upper bound on the KL too), each with its standard error (T more network passes; on
     a trained chain its noise is several times lower, so its standard error is the tighter one)."""
+
+    dequantize = False  # on quantised data the decoder is discretised: the ELBO bounds the grid values' log P
 
     def __init__(self, n_points: int = 4000, consistency: bool = False):
         super().__init__(n_points)

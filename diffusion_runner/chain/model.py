@@ -41,6 +41,7 @@ class ReverseChain(Model):
             raise ConfigError(f"model.variance: '{variance}' is not one of {list(VARIANCES)}")
         self.schedule, self.variance = schedule, variance
         self.sigma_data, self.shape = dataset.std, tuple(dataset.shape)
+        self.bin_width = dataset.bin_width  # quantised data: the decoder p(x_0 | x_1) is discretised
         s = schedule
         c1, c2, btilde = s.posterior(torch.arange(1, s.T + 1))
         log_small = torch.log(torch.cat([btilde[1:2] if s.T > 1 else s.beta[1:2], btilde[1:]]))
@@ -106,8 +107,8 @@ class ChainModel(ReverseChain):
                 self.backbone = backbone(shape=self.shape, features=time_embed_dim,
                                          out_shape=(2 * self.shape[0], *self.shape[1:]))
             except TypeError as e:
-                raise ConfigError("model.variance: learned needs a backbone with out_shape (diffusion_runner.nets.MLP "
-                                  "or ResMLP)") from e
+                raise ConfigError("model.variance: learned needs a backbone with out_shape (diffusion_runner.nets.MLP, "
+                                  "ResMLP or UNet)") from e
         else:
             self.backbone = backbone(shape=self.shape, features=time_embed_dim)
 

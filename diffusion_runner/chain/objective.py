@@ -22,16 +22,44 @@ def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) ->
 
 
 def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
-    """-log N(x; mean, e^logvar I) per point, a continuous density (the data are not 8-bit: no binning), nats."""
+    """-log N(x; mean, e^logvar I) per point, a continuous density, in nats."""
     return (0.5 * ((x - mean) ** 2 * torch.exp(-logvar) + logvar + LOG_2PI)).flatten(1).sum(1)
+
+
+def _log_difference(log_a: Tensor, log_b: Tensor) -> Tensor:
+    """log(e^log_a - e^log_b) for log_a > log_b, without cancelling."""
+    return log_a + torch.log(-torch.expm1(log_b - log_a).clamp(max=-1e-30))
+
+
+def discretized_gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor, width: float) -> Tensor:
+    """-log P(x) per point for values x on a grid of spacing `width` in [-1, 1]: each coordinate's probability is
+    the mass N(mean, e^logvar) puts on its bin [x - width/2, x + width/2], the edge bins reaching to -inf and +inf
+    (Ho et al. 2020, sec. 3.3), in nats. A bin right of the mean is measured by the upper tail, so neither side
+    cancels."""
+    std = torch.exp(0.5 * logvar)
+    upper, lower = (x + width / 2 - mean) / std, (x - width / 2 - mean) / std
+    log_ndtr = torch.special.log_ndtr
+    inner = torch.where(lower > 0, _log_difference(log_ndtr(-lower), log_ndtr(-upper)),
+                        _log_difference(log_ndtr(upper), log_ndtr(lower)))
+    log_p = torch.where(x < -1 + width / 2, log_ndtr(upper), torch.where(x > 1 - width / 2, log_ndtr(-lower), inner))
+    return -log_p.flatten(1).sum(1)
+
+
+def decoder_nll(model: ReverseChain, x0: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """-log p_theta(x_0 | x_1) per point: a continuous Gaussian density, or for quantised data (model.bin_width)
+    the discretised one, a probability of the grid values."""
+    logvar = logvar.expand_as(x0)
+    if model.bin_width is not None:
+        return discretized_gaussian_nll(x0, mean, logvar, model.bin_width)
+    return gaussian_nll(x0, mean, logvar)
 
 
 def denoising_term(model: ReverseChain, x0: Tensor, xt: Tensor, t: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     """L_{t-1} per point: KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t >= 2, and the reconstruction
-    term -log p_theta(x_0 | x_1) for t = 1."""
+    term -log p_theta(x_0 | x_1) for t = 1 (decoder_nll)."""
     true_logvar = model.coefficient("log_small", t, x0.ndim).expand_as(x0)  # log btilde_t for t >= 2
     kl = normal_kl(model.posterior_mean(xt, t, x0), true_logvar, mean, logvar.expand_as(x0))
-    return torch.where(t == 1, gaussian_nll(x0, mean, logvar.expand_as(x0)), kl)
+    return torch.where(t == 1, decoder_nll(model, x0, mean, logvar), kl)
 
 
 class ChainLoss(Loss):

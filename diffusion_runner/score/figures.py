@@ -11,6 +11,7 @@ import torch
 
 from diffusion_runner import plots
 from diffusion_runner.data import Dataset
+from diffusion_runner.images import figures as image_figures
 from diffusion_runner.score.model import ScoreModel
 from diffusion_runner.score.oracle import Oracle
 
@@ -20,10 +21,17 @@ NOISE_LEVELS = (0.1, 0.5, 2.0)  # sigma(t) = s / m of the score field's panels, 
 
 
 def forward(model: ScoreModel, dataset: Dataset, rng: np.random.Generator, path: Path, n: int = 10_000) -> None:
-    """Mean and std of the first coordinate of x_t = m(t) x_0 + s(t) z over t, from n draws of the data, and the
-    data's marginal at T against the prior."""
+    """Mean and std of the first coordinate of x_t = m(t) x_0 + s(t) z over t, from n draws of the data (in the
+    model's units), and the data's marginal at T against the prior; for images, x_t of one image at seven times."""
     sde = model.sde
-    x0 = dataset.sample(n, rng).reshape(n, -1)[:, 0].astype(np.float64)
+    if dataset.kind == "images":
+        times = np.linspace(sde.eps, sde.T, 7)
+        m, s = (c.numpy() for c in sde.marginal(torch.as_tensor(times, dtype=torch.float64)))
+        image_figures.forward(dataset.to_model(dataset.sample(1, rng))[0], [(f"t = {t:.2g}", mt, st)
+                              for t, mt, st in zip(times, m, s, strict=True)], rng, path,
+                              f"{type(sde).__name__}: x_t = m(t) x_0 + s(t) z")
+        return
+    x0 = dataset.to_model(dataset.sample(n, rng)).reshape(n, -1)[:, 0].astype(np.float64)
     times = torch.linspace(sde.eps, sde.T, 200, dtype=torch.float64)
     m, s = (c.numpy() for c in sde.marginal(times))
     m_T, s_T = sde.coefficients(sde.T)

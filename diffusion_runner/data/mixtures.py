@@ -1,57 +1,18 @@
-"""Datasets: sources of x_0 samples, drawn from a numpy Generator (nothing is downloaded).
-
-`GaussianMixture` also gives its exact log-density, and the log-density and score of its
-marginal x_t = m x_0 + s z under any linear SDE, which is again a Gaussian mixture with
-component k ~ N(m mu_k, (m^2 std_k^2 + s^2) I). The 2-D curves follow HelloScore: sklearn
-generators with noise 0, then (x - mean) / std * 2 with one scalar mean and std.
-"""
+"""Gaussian mixtures in any dimension, with their exact log-density, and the log-density and score of their
+marginal x_t = m x_0 + s z under any linear SDE, which is again a Gaussian mixture with component
+k ~ N(m mu_k, (m^2 std_k^2 + s^2) I)."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
-from abc import ABC, abstractmethod
-from functools import cached_property
 
 import numpy as np
 import torch
-from sklearn import datasets as skd
 from torch import Tensor
 
+from diffusion_runner.data.base import Dataset
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.stored import subclasses
-
-# Normalisation constants and dataset scale are estimated once, from this many points of a fixed seed.
-_REFERENCE_N = 100_000
-_REFERENCE_SEED = 12345
-
-
-class Dataset(ABC):
-    """A distribution over R^dim that can be sampled; one sample has `shape` (dim entries in all). A dataset with
-    `n_classes` > 0 also labels each sample with its class in 0 .. n_classes - 1 (sample_labeled)."""
-
-    dim: int
-    has_density: bool = False
-    n_classes: int = 0
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of one sample: (dim,) for points; a dataset of images would give (channels, height, width)."""
-        return (self.dim,)
-
-    @abstractmethod
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n float32 samples, shape (n, *shape)."""
-
-    def sample_labeled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(n samples, their int64 labels), the samples as sample(n, rng) draws them."""
-        raise ConfigError(f"{type(self).__name__} has no labels")
-
-    @cached_property
-    def std(self) -> float:
-        """Scalar standard deviation over all entries (the data scale)."""
-        return float(self.sample(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED)).std())
 
 
 class GaussianMixture(Dataset):
@@ -151,71 +112,3 @@ def ring_mixture(n_modes: int = 8, radius: float = 4.0, std: float = 0.5, weight
     angles = 2 * np.pi * np.arange(n_modes) / n_modes
     means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return GaussianMixture(means, np.full(n_modes, std), weights)
-
-
-class NormalisedCurve(Dataset):
-    """A 2-D point set rescaled to (x - mean) / std * scale with one scalar mean and std,
-    estimated once from a fixed-seed reference draw so every draw shares the same map."""
-
-    dim = 2
-
-    def __init__(self, scale: float = 2.0):
-        if not scale > 0:
-            raise ConfigError(f"dataset.scale: must be positive, got {scale}")
-        self.scale = float(scale)
-        ref = self.raw_sample(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED))
-        self._mean, self._std = float(ref.mean()), float(ref.std())
-
-    @abstractmethod
-    def raw_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Unnormalised (n, 2) points."""
-
-    def sample(self, n, rng):
-        return ((self.raw_sample(n, rng) - self._mean) / self._std * self.scale).astype(np.float32)
-
-
-def _sklearn_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2**31 - 1))
-
-
-class SwissRoll(NormalisedCurve):
-    """sklearn make_swiss_roll(noise=0, hole=True), columns [0, 2]."""
-
-    def raw_sample(self, n, rng):
-        return skd.make_swiss_roll(n, noise=0.0, hole=True, random_state=_sklearn_seed(rng))[0][:, [0, 2]]
-
-
-class Moons(NormalisedCurve):
-    """sklearn make_moons(noise=0)."""
-
-    def raw_sample(self, n, rng):
-        return skd.make_moons(n, noise=0.0, random_state=_sklearn_seed(rng))[0]
-
-
-class Circles(NormalisedCurve):
-    """sklearn make_circles(noise=0, factor): two concentric circles with radius ratio `factor`."""
-
-    def __init__(self, factor: float = 0.8, scale: float = 2.0):
-        if not 0 < factor < 1:
-            raise ConfigError(f"dataset.factor: must be in (0, 1), got {factor}")
-        self.factor = float(factor)
-        super().__init__(scale)
-
-    def raw_sample(self, n, rng):
-        return skd.make_circles(n, noise=0.0, factor=self.factor, random_state=_sklearn_seed(rng))[0]
-
-
-class Checkerboard(NormalisedCurve):
-    """Uniform points of [-2 pi, 2 pi]^2 where sin(x_0) and sin(x_1) differ in sign (rejection sampled)."""
-
-    def raw_sample(self, n, rng):
-        out = np.empty((0, 2))
-        while len(out) < n:
-            x = rng.uniform(-2 * np.pi, 2 * np.pi, size=(2 * (n - len(out)) + 16, 2))
-            out = np.concatenate([out, x[np.sin(x[:, 0]) * np.sin(x[:, 1]) < 0]])
-        return out[:n]
-
-
-def constructors() -> set:
-    """What a dataset config's `_target_` may name: every concrete Dataset class, and the factory ring_mixture."""
-    return {c for c in subclasses(Dataset) if not inspect.isabstract(c)} | {ring_mixture}
