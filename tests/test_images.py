@@ -141,6 +141,7 @@ def test_conditional_digits_report_the_share_of_the_requested_label(tmp_path, ca
     out, results = digits_job(tmp_path, "three", "model.conditional=true", "sampler.label=3", "sampler.guidance=1",
                               cache=cache)
     assert 0 <= results["on_label"] <= 1 and np.all(np.load(out / "labels.npy") == 3)
+    assert results["bpd_discrete"] == pytest.approx(results["nll_bpd"] + 3)  # the label's images, dequantised
     assert "on_label" not in digits_job(tmp_path, "free", cache=cache)[1]
 
 

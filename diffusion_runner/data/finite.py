@@ -3,6 +3,7 @@ with (never trained on)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import cached_property
 
@@ -65,15 +66,16 @@ class Finite(Dataset):
         return self.train[rows], (self.train_labels[rows] if labeled else None)
 
     def condition(self, labels) -> Finite:
-        """The rows of the requested labels, training and held-out (each label with its own rows, so shares follow
-        their counts)."""
+        """The same dataset (its class, units and bin width) restricted to the rows of the requested labels,
+        training and held-out (each label with its own rows, so shares follow their counts)."""
         labels = np.unique(np.asarray(labels, dtype=np.int64))
         if self.held_out_labels is None:
             raise ConfigError(f"sampler.label: {type(self).__name__} has no labels")
         train, held_out = np.isin(self.train_labels, labels), np.isin(self.held_out_labels, labels)
-        part = Finite(self.train[train], self.held_out[held_out], self.train_labels[train],
-                      self.held_out_labels[held_out], self.n_classes)
-        part.from_model, part.to_model = self.from_model, self.to_model
+        part = copy.copy(self)
+        part.__dict__.pop("std", None)  # computed again, from its own rows
+        part.train, part.train_labels = self.train[train], self.train_labels[train]
+        part.held_out, part.held_out_labels = self.held_out[held_out], self.held_out_labels[held_out]
         return part
 
     @cached_property
