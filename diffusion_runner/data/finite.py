@@ -54,6 +54,8 @@ class Finite(Dataset):
         return self.from_model(self.held_out[rows]).astype(np.float32), self.held_out_labels[rows]
 
     def training_data(self, n, rng, labeled=False):
+        if labeled and self.train_labels is None:
+            return super().training_data(n, rng, labeled)  # the one-line "has no labels"
         total = len(self.train)
         if n >= total:
             log.info("training on all %d training rows (train.n_data = %d)", total, n)
@@ -61,8 +63,6 @@ class Finite(Dataset):
         else:
             log.info("training on %d of the %d training rows (train.n_data)", n, total)
             rows = np.sort(rng.choice(total, size=n, replace=False))
-        if labeled and self.train_labels is None:
-            return super().training_data(n, rng, labeled)
         return self.train[rows], (self.train_labels[rows] if labeled else None)
 
     def condition(self, labels) -> Finite:

@@ -77,7 +77,8 @@ def fingerprint(dataset: Finite) -> str:
 
 
 def _shifted(x: Tensor, generator: torch.Generator, shift: int) -> Tensor:
-    """Each image moved by up to `shift` pixels in each direction (zero padding at the value -1): augmentation."""
+    """The batch moved by one random offset of up to `shift` pixels each way, padded with the background value -1
+    (augmentation)."""
     padded = F.pad(x, (shift,) * 4, value=-1.0)
     dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
     return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
