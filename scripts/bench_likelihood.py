@@ -1,12 +1,14 @@
-"""Time the exact likelihood (probability-flow ODE, exact divergence) of 10,000 fresh gmm8 points under a trained
-model and under the oracle; the median time over repeats, with Hutchinson's estimator alongside. kl_ode is the mean
+"""Time the exact likelihood (the model's ODE, exact divergence) of 10,000 fresh gmm8 points under a trained model
+(a score model's probability-flow ODE, or a flow's own) and, for the score family, under the oracle; the median time
+over repeats, with Hutchinson's estimator alongside. kl_ode is the mean
 over the repeats (each draws its own points and probes) with its pooled standard error.
 
     python scripts/bench_likelihood.py [RUN_DIR] [--points 10000] [--repeats 3] [--steps 15 20 25]
                                        [--tolerances 1e-5 1e-4]
 
 Each solver runs on the same points in a repeat: rk4 with each of --steps (the job's default, 25 steps in log sigma)
-and the adaptive RK45 with rtol = atol = each of --tolerances, the first of which is the reference: `diff` is the
+(a flow's: even in t) and the adaptive RK45 with rtol = atol = each of --tolerances, the first of which is the
+reference: `diff` is the
 mean over repeats of the per-point difference log p(solver) - log p(reference), with its pooled standard error, so
 a solver's error shows apart from the sampling noise of kl_ode.
 
@@ -26,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from diffusion_runner.build import build
+from diffusion_runner.likelihood import FlowLikelihood
 from diffusion_runner.metrics import EvalContext
 from diffusion_runner.pipeline import restore
-from diffusion_runner.score import Oracle
-from diffusion_runner.score.likelihood import ODELikelihood as Likelihood
+from diffusion_runner.score import Oracle, ScoreModel
 
 
 def pooled_mean(values: list[float], errors: list[float]) -> tuple[float, float]:
@@ -40,7 +43,7 @@ def pooled_mean(values: list[float], errors: list[float]) -> tuple[float, float]
     return statistics.mean(values), sum(e**2 for e in errors) ** 0.5 / len(values)
 
 
-def timed(metric: Likelihood, ctx_of, repeats: int) -> tuple[float, dict, list[np.ndarray]]:
+def timed(metric: FlowLikelihood, ctx_of, repeats: int) -> tuple[float, dict, list[np.ndarray]]:
     """(median seconds, the estimates of the last repeat with kl_ode and its standard error pooled over every
     repeat, each repeat's per-point log p): each repeat draws its own points and probes, so the repeats' means
     average to a tighter estimate."""
@@ -81,7 +84,10 @@ def main():
         parts = build(cfg)
         model, _ = restore(cfg, parts)
         model.eval().requires_grad_(False)
-        models = {"learned": model, "oracle": Oracle(parts.model.sde, parts.dataset)}
+        metric_cls = get_class(cfg.eval.metrics.likelihood._target_)  # the family's likelihood metric
+        models = {"learned": model}
+        if isinstance(model, ScoreModel):
+            models["oracle"] = Oracle(parts.model.sde, parts.dataset)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.points} points; model from "
               f"{run_dir}; median of {args.repeats}")
         print(f"{'model':8s} {'divergence':11s} {'solver':12s} {'seconds':>8s} {'nfe':>5s} {'nll':>8s} "
@@ -92,7 +98,7 @@ def main():
             for divergence in ("exact", "hutchinson"):
                 reference = None
                 for label, solver in solvers:
-                    metric = Likelihood(n_points=args.points, divergence=divergence, **solver)
+                    metric = metric_cls(n_points=args.points, divergence=divergence, **solver)
                     seconds, out, log_ps = timed(metric, lambda r, m=scored: EvalContext(
                         np.empty((0, 2)), parts.dataset, np.random.default_rng([0, r]), m, "cpu"),
                         args.repeats)

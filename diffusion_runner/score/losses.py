@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffusion_runner.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Loss
-from diffusion_runner.score.divergence import PROBES, exact, hutchinson, probe_like
 from diffusion_runner.score.model import ScoreModel
 from diffusion_runner.score.sdes import SDE, ScoreFn
 from diffusion_runner.score.weighting import Weighting

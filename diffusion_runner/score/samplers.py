@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from diffusion_runner.errors import ConfigError
+from diffusion_runner.ode import check_solver, integrate
 from diffusion_runner.sampling import Callback, Sampler, SampleResult, integer_option
 from diffusion_runner.score.grids import Grid, Log, Uniform
 from diffusion_runner.score.guidance import guided_score
-from diffusion_runner.score.ode import check_solver, integrate
 from diffusion_runner.score.sdes import SDE, ScoreFn
 
 Noise = Callable[[], Tensor]
@@ -231,3 +231,4 @@ class AnnealedLangevin(ScoreSampler):
                 x = x + sde.coefficients(t)[1] ** 2 * score(x, t)
             callback({"i": i + 1, "n": self.levels, "t": t, "x": x})
         return x
+

@@ -95,7 +95,7 @@ class SDE(ABC):
 
     def log_noise_clock(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """(t, dt/du) at u = log sigma(t), float64: the clock on which the probability-flow ODE is smooth enough for
-        fixed steps (diffusion_runner.score.ode.rk4)."""
+        fixed steps (diffusion_runner.ode.rk4)."""
         t = self.time_of_noise_level(torch.exp(torch.as_tensor(u, dtype=torch.float64))).requires_grad_(True)
         with torch.enable_grad():
             (du_dt,) = torch.autograd.grad(torch.log(self.noise_level(t)).sum(), t)

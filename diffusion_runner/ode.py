@@ -1,5 +1,6 @@
 """Integration of a batch of ODEs with torch right-hand sides: adaptive, by scipy's solve_ivp, or by classical
-Runge-Kutta on fixed nodes of any clock variable, in torch."""
+Runge-Kutta on fixed nodes of any clock variable, in torch; and the change of variables along a flow, which gives
+every family with an ODE (the score family's probability flow, the flow family's velocity) its log-likelihood."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
+from diffusion_runner.divergence import exact, hutchinson, probe_like
 from diffusion_runner.errors import ConfigError
+
+Clock = Callable[[Tensor], tuple[Tensor, Tensor]]  # u -> (t(u), dt/du), float64
 
 # Explicit Runge-Kutta pairs: the implicit solvers' finite-difference Jacobian over a whole batch is far too costly.
 METHODS = ("RK45", "RK23", "DOP853")
@@ -60,3 +64,42 @@ def integrate(fun: Callable[[float, Tensor], Tensor], y0: Tensor, t_span: tuple[
         raise FloatingPointError(f"ODE solver {method} failed: {solution.message}")
     ys = torch.from_numpy(solution.y.T.copy()).reshape(-1, *shape).to(device)
     return solution.t.tolist(), ys, int(solution.nfev)
+
+
+def solver(method: str, span: tuple[float, float], *, steps: int = 25, rtol: float = 1e-5, atol: float = 1e-5,
+           clock: Clock | None = None, clock_span: tuple[float, float] | None = None) -> Callable:
+    """solve(rhs, y0) -> y at span[1] for dy/dt = rhs(t, y) from y0 at span[0]: `rk4` on `steps` even steps of the
+    clock u from clock_span[0] to clock_span[1] (by default u = t over span), or an adaptive pair of METHODS in t."""
+    if method != "rk4":
+        return lambda rhs, y0: integrate(rhs, y0, span, method=method, rtol=rtol, atol=atol)[1][-1]
+    if clock is None:
+        clock, clock_span = (lambda u: (u, torch.ones_like(u))), span
+    nodes = torch.linspace(clock_span[0], clock_span[1], steps + 1, dtype=torch.float64)
+    return lambda rhs, y0: rk4(rhs, y0, nodes, clock)
+
+
+def change_of_variables(field: Callable[[Tensor, Tensor], Tensor], x: Tensor, solve: Callable, *,
+                        divergence: str = "exact", probe: str = "rademacher",
+                        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, int]:
+    """The instantaneous change of variables (Chen et al. 2018) along dx/dt = field(x, t) from x at the start of
+    `solve`'s span to its end: (x_end in x's shape, float64; delta = int div field dt over the span, (batch,) float64;
+    field evaluations), so that log p_start(x) = log p_end(x_end) + delta for densities carried by the flow.
+    solve(rhs, y0) integrates dy/dt = rhs(t, y) over the span (rk4 on some clock, or `integrate`) and returns y at
+    its end. `divergence`: `exact` (autograd, one pass a dimension) or `hutchinson` (one probe per point of
+    `probe`'s kind, fixed over the whole solve, so the estimate is unbiased)."""
+    n = x.shape[0]
+    probe_vec = probe_like(x, probe, generator) if divergence == "hutchinson" else None
+    nfe = 0
+
+    def rhs(t: float, y: Tensor) -> Tensor:
+        nonlocal nfe
+        nfe += 1
+        with torch.enable_grad():
+            xt = y[:, :-1].reshape(x.shape).to(torch.float32).requires_grad_(True)
+            v = field(xt, torch.full((n,), t, device=x.device))
+            div = exact(v, xt) if probe_vec is None else hutchinson(v, xt, probe_vec)
+        return torch.cat([v.detach().flatten(1), div.detach()[:, None]], dim=1).double()
+
+    y0 = torch.cat([x.flatten(1).double(), torch.zeros(n, 1, dtype=torch.float64, device=x.device)], dim=1)
+    end = solve(rhs, y0)
+    return end[:, :-1].reshape(x.shape), end[:, -1], nfe
