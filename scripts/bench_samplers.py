@@ -43,6 +43,13 @@ SETTINGS = {
     "heun-25": ["sampler=heun", "sampler.steps=25"],
     "heun-25-log": ["sampler=heun", "sampler.steps=25", "sampler/grid=log"],
     "heun-25-uniform": ["sampler=heun", "sampler.steps=25", "sampler/grid=uniform"],
+    "dpm2-10": ["sampler=dpm_solver", "sampler.order=2"],
+    "dpm2-10-lof": ["sampler=dpm_solver", "sampler.order=2", "sampler.lower_order_final=true"],
+    "dpm3-10": ["sampler=dpm_solver"],
+    "dpm3-10-lof": ["sampler=dpm_solver", "sampler.lower_order_final=true"],
+    "dpm3-10-karras": ["sampler=dpm_solver", "sampler/grid=karras"],
+    "dpm3-15": ["sampler=dpm_solver", "sampler.steps=15"],
+    "dpm3-20": ["sampler=dpm_solver", "sampler.steps=20"],
     "ode-rtol1e-3": ["sampler=ode", "sampler.rtol=1e-3", "sampler.atol=1e-3"],
     "ode-rtol1e-5": ["sampler=ode"],
 }

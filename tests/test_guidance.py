@@ -53,7 +53,7 @@ def test_requested_labels_take_equal_turns_and_set_the_target():
     assert torch.allclose(target.log_weights.exp(), torch.tensor([0.5, 0.5], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "euler_maruyama"])
+@pytest.mark.parametrize("sampler", ["ddim", "euler_maruyama", "dpm_solver"])
 def test_oracle_conditional_samples_land_on_their_modes(sampler, tmp_path):
     """Sampling with the true conditional score: the mixture's own overlap puts ~0.1% of points nearer a neighbour."""
     results = {}
