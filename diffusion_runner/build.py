@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from diffusion_runner.callbacks import Callback, LearningCurve
-from diffusion_runner.data import Dataset
+from diffusion_runner.data import Dataset, Gaussian
 from diffusion_runner.errors import ConfigError
 from diffusion_runner.family import Family, Loss, Model
 from diffusion_runner.metrics import Metric
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Parts:
     dataset: Dataset  # what the model is trained on
+    source: Dataset  # where sampling starts (the Gaussian prior by default)
     family: Family
     model: Model
     sampler: Sampler
@@ -32,7 +33,8 @@ class Parts:
     callbacks: list[Callback]  # around the training loop (train.callbacks)
 
 
-def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = None) -> dict[str, Metric]:
+def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = None,
+                  source: Dataset | None = None) -> dict[str, Metric]:
     """The configured metrics (cfg = the eval section), dropping with a log line those the job cannot support."""
     request = request or Request()
     metrics = {}
@@ -40,6 +42,9 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
         metric = instantiate(node)
         if metric.needs_density and not target.has_density:
             log.info("metric %s skipped: %s has no closed-form density", name, type(target).__name__)
+            continue
+        if metric.needs_source_density and source is not None and not source.has_density:
+            log.info("metric %s skipped: the source %s has no closed-form density", name, type(source).__name__)
             continue
         if metric.needs_classes and target.n_classes < 1:
             log.info("metric %s skipped: %s has no classes", name, type(target).__name__)
@@ -69,16 +74,34 @@ def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = No
 def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     dataset = instantiate(cfg.dataset)
     family = instantiate(cfg.family)
-    model, sampler = family.build(cfg, dataset)
+    source = build_source(cfg, dataset, family)
+    model, sampler = family.build(cfg, dataset, source)
     model = model.to(device)
     sampler.request.check(model, dataset)
     target = sampler.request.target(dataset)
-    metrics = build_metrics(cfg.eval, target, sampler.request)
+    metrics = build_metrics(cfg.eval, target, sampler.request, source)
     callbacks = [instantiate(node) for node in (cfg.train.get("callbacks") or {}).values()]
     if cfg.eval.every is not None:
         check_curve(cfg.eval, metrics)
         callbacks.append(LearningCurve(cfg.eval.every))
-    return Parts(dataset, family, model, sampler, metrics, target, callbacks)
+    return Parts(dataset, source, family, model, sampler, metrics, target, callbacks)
+
+
+def build_source(cfg: DictConfig, dataset: Dataset, family: Family) -> Dataset:
+    """The job's `source` in the dataset's shape: the default Gaussian for every family, any dataset of the same
+    shape for a family that transports (a ConfigError naming `source` otherwise)."""
+    source = instantiate(cfg.source)
+    if isinstance(source, Gaussian):
+        source = source.like(dataset)
+    default = isinstance(source, Gaussian) and source.std == 1.0 and source.shape == dataset.shape
+    if not family.transports and not default:
+        raise ConfigError(f"source: family {cfg.family._target_} starts from its own Gaussian prior; a source other "
+                          f"than source=gaussian needs family=flow")
+    if source.shape != dataset.shape:
+        raise ConfigError(f"source: {type(source).__name__} gives samples of shape {tuple(source.shape)}, the dataset "
+                          f"{type(dataset).__name__} of shape {tuple(dataset.shape)}: a transport maps between equal "
+                          f"shapes")
+    return source
 
 
 def check_curve(cfg: DictConfig, metrics: dict[str, Metric]) -> None:

@@ -41,6 +41,7 @@ class EvalConfig:
 class RunConfig:
     family: Any  # the family node: {_target_: diffusion_runner.score.Score}
     dataset: Any
+    source: Any  # where sampling starts: a Gaussian (every family) or a dataset (family=flow: a transport)
     logger: Any
     train: TrainConfig
     eval: EvalConfig

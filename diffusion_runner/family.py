@@ -70,15 +70,17 @@ class Family(ABC):
     training_sections: ClassVar[tuple[str, ...]] = ("loss",)
     sampling_sections: ClassVar[tuple[str, ...]] = ("sampler",)
     types: ClassVar[dict[str, type]] = {}
+    transports: ClassVar[bool] = False  # starts from any `source` dataset (else only from its own Gaussian prior)
 
     @classmethod
     def sections(cls) -> tuple[str, ...]:
         return (*cls.model_sections, *cls.training_sections, *cls.sampling_sections)
 
     @abstractmethod
-    def build(self, cfg: DictConfig, dataset: Dataset) -> tuple[Model, Sampler]:
+    def build(self, cfg: DictConfig, dataset: Dataset, source: Dataset) -> tuple[Model, Sampler]:
         """The model (freshly initialised from torch's global seed) and the sampler, from the family's sections of
-        the job's config; a mistake is a ConfigError naming its key."""
+        the job's config, for samples of `dataset` drawn from `source` (the default Gaussian unless the family
+        `transports`); a mistake is a ConfigError naming its key."""
 
     @abstractmethod
     def objective(self, cfg: DictConfig, model: Model) -> Loss:

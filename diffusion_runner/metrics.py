@@ -41,7 +41,7 @@ class EvalContext:
     model: Model  # the model the samples were drawn from, in evaluation mode
     device: torch.device
     labels: np.ndarray | None = None  # the label each sample was requested with; None when unconditional
-    source: Dataset | None = None  # the dataset the labels index (the training set's distribution)
+    training: Dataset | None = None  # the dataset the labels index (the training set's distribution)
     guidance: float = 0.0  # the classifier-free guidance weight the samples were drawn with
 
 
@@ -50,6 +50,7 @@ class Metric(ABC):
     needs_labels: ClassVar[bool] = False  # scores conditional samples (skipped for unconditional ones)
     needs_classes: ClassVar[bool] = False  # needs a dataset whose points have classes (skipped without)
     needs_model_density: ClassVar[bool] = False  # evaluates the model's density (skipped for several labels)
+    needs_source_density: ClassVar[bool] = False  # needs the source's density (skipped for a source without one)
     outputs: ClassVar[dict[str, Output]]
     min_samples: int = 0  # generated samples it looks at (0: none)
     max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)
@@ -141,6 +142,31 @@ class EMD(Metric):
         return {"emd": float(cost[rows, cols].mean())}
 
 
+class W2(Metric):
+    """The 2-Wasserstein distance between the first n generated points and n fresh reference points: the exact
+    optimal assignment (scipy linear_sum_assignment) under squared Euclidean cost, W2 = sqrt(mean matched cost), in
+    the data's units. `w2_floor` is the same between two independent draws of n reference points: what n points
+    of the true distribution score (W2 between samples of n is biased upward, so state n)."""
+
+    kinds = ("points",)  # distances between pixels of whole images say little about them
+
+    outputs = {"w2": Output(), "w2_floor": Output(better=None, vs_oracle=False, floor_of="w2")}
+
+    def __init__(self, n: int = 2000):
+        self.n = self.min_samples = _positive(n, "eval.metrics.w2.n")
+
+    @staticmethod
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        cost = cdist(a.reshape(len(a), -1), b.reshape(len(b), -1), "sqeuclidean")
+        rows, cols = linear_sum_assignment(cost)
+        return float(np.sqrt(cost[rows, cols].mean()))
+
+    def __call__(self, ctx):
+        reference = ctx.dataset.sample(self.n, ctx.rng)
+        return {"w2": self.distance(ctx.samples[: self.n], reference),
+                "w2_floor": self.distance(ctx.dataset.sample(self.n, ctx.rng), reference)}
+
+
 class OnMode(Metric):
     """`on_mode`: the fraction of conditional samples whose most probable component of the dataset
     (GaussianMixture.classify: argmax_k w_k N(x; mu_k, std_k^2)) is the label they were requested with."""
@@ -151,7 +177,7 @@ class OnMode(Metric):
     min_samples = 1
 
     def __call__(self, ctx):
-        found = ctx.source.classify(torch.from_numpy(ctx.samples).double()).numpy()
+        found = ctx.training.classify(torch.from_numpy(ctx.samples).double()).numpy()
         return {"on_mode": float(np.mean(found == ctx.labels))}
 
 

@@ -191,3 +191,19 @@ def learning_curve(points: Sequence[dict[str, float]], path: Path) -> None:
             ax.set_xlabel(label)
         axes[0, k].set_title(name, fontsize=9)
     save(fig, path)
+
+
+def paths(states: np.ndarray, reference: np.ndarray, path: Path, title: str, n_lines: int = 300) -> None:
+    """A transport's paths: states (times, n, >= 2) of n points from their start (blue) to their end (red), the
+    first n_lines of them drawn as lines, over the target's reference points (gray); first two coordinates."""
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
+    ax.scatter(reference[:, 0], reference[:, 1], s=1, alpha=0.15, color="tab:gray", label="target")
+    lines = states[:, :n_lines, :2]
+    ax.plot(lines[..., 0], lines[..., 1], color="tab:olive", alpha=0.35, linewidth=0.6)
+    ax.scatter(states[0, :, 0], states[0, :, 1], s=2, alpha=0.6, color="tab:blue", label="start (t = 0)")
+    ax.scatter(states[-1, :, 0], states[-1, :, 1], s=2, alpha=0.6, color="tab:red", label="end (t = 1)")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=6, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)

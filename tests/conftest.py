@@ -17,8 +17,8 @@ GROUPS = ("dataset", "sde", "loss", "weighting", "model", "sampler", "logger")
 TINY = [
     "train.steps=200", "train.batch_size=256", "train.n_data=2000", "train.log_every=100",
     "sampler.steps=100", "eval.n_samples=1000", "eval.metrics.kl_kde.n_reference=1000",
-    "eval.metrics.chamfer.n_clouds=10", "eval.metrics.emd.n=300", "eval.metrics.likelihood.n_points=200",
-    "eval.metrics.likelihood.steps=5",
+    "eval.metrics.chamfer.n_clouds=10", "eval.metrics.emd.n=300", "eval.metrics.w2.n=300",
+    "eval.metrics.likelihood.n_points=200", "eval.metrics.likelihood.steps=5",
 ]
 # Samplers without a grid of `steps`: their small settings.
 TINY_SAMPLERS = {"ode": ["sampler.rtol=1e-3", "sampler.atol=1e-3"],

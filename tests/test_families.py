@@ -21,6 +21,8 @@ SMALL = {
     "score": list(TINY),
     "vae": SHARED + ["eval.metrics.purity.n_points=1000"],
     "chain": SHARED + ["model.schedule.T=50"],
+    "flow": SHARED + ["sampler.steps=20", "eval.metrics.likelihood.steps=5", "eval.metrics.transport.n=300",
+                      "eval.metrics.transport.steps=20"],
 }
 
 
@@ -32,13 +34,14 @@ def test_every_family_has_its_short_job():
 def test_a_short_job_of_every_family_runs_to_ok(family, tmp_path):
     results_ = {}
     run(compose_config([f"family={family}", *SMALL[family]]), tmp_path, NoLogger(), results_)
-    assert results_["nll_kind"] == {"score": "ode", "vae": "exact", "chain": "elbo"}[family]
+    assert results_["nll_kind"] == {"score": "ode", "vae": "exact", "chain": "elbo", "flow": "ode"}[family]
     for name in ("samples.npy", "samples.png", "density.png", "trajectory.png", "loss.png", "checkpoint.pt"):
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "confusion.png").exists() == (family == "vae")
+    assert (tmp_path / "paths.png").exists() == (family == "flow")
 
 
-@pytest.mark.parametrize("family", ["vae", "chain"])
+@pytest.mark.parametrize("family", ["vae", "chain", "flow"])
 def test_kill_9_then_restart_of_every_family_gives_bit_identical_metrics(family, tmp_path):
     long = [f"family={family}", *(o for o in SMALL[family] if not o.startswith(("train.steps=", "train.log_every="))),
             "train.steps=1000", "train.log_every=250", "train.checkpoint_every=50"]

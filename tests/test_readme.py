@@ -75,7 +75,8 @@ def test_the_readme_family_is_one_subpackage_and_one_yaml(tmp_path, monkeypatch)
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("config", overrides=["family=gaussian", *TINY[:4], "eval.n_samples=1000",
                                            "eval.metrics.kl_kde.n_reference=1000", "eval.metrics.chamfer.n_clouds=10",
-                                           "eval.metrics.emd.n=300", "train.optimizer.lr=0.05"])
+                                           "eval.metrics.emd.n=300", "eval.metrics.w2.n=300",
+                                           "train.optimizer.lr=0.05"])
     results, out = {}, tmp_path / "job"
     out.mkdir()
     run(cfg, out, NoLogger(), results)

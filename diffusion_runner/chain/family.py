@@ -19,7 +19,7 @@ class Chain(Family):
 
     types = {"model": ReverseChain, "loss": ChainLoss, "sampler": Ancestral}
 
-    def build(self, cfg, dataset):
+    def build(self, cfg, dataset, source):
         return instantiate(cfg.model, dataset=dataset), instantiate(cfg.sampler)
 
     def objective(self, cfg, model):

@@ -86,7 +86,7 @@ class ClassifierFeatures(Metric):
         self.n, self.cache_dir = n, cache_dir
 
     def __call__(self, ctx: EvalContext):
-        source = ctx.source if ctx.source is not None else ctx.dataset
+        source = ctx.training if ctx.training is not None else ctx.dataset
         if not isinstance(source, Finite) or source.train_labels is None:
             raise ConfigError(f"eval.metrics.features: needs a labelled image dataset with training and held-out "
                               f"rows, not {type(source).__name__}")

@@ -25,7 +25,7 @@ class Score(Family):
     model_sections = ("sde", "model")
     types = {"sde": SDE, "model": ScoreModel, "loss": Loss, "sampler": ScoreSampler}
 
-    def build(self, cfg, dataset):
+    def build(self, cfg, dataset, source):
         sde = instantiate(cfg.sde)
         model = instantiate(cfg.model, sde=sde, dataset=dataset)
         sampler = instantiate(cfg.sampler)

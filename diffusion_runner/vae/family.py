@@ -23,7 +23,7 @@ class VAE(Family):
 
     types = {"model": GumbelVAE, "loss": NegativeELBO, "sampler": PriorSampler}
 
-    def build(self, cfg, dataset):
+    def build(self, cfg, dataset, source):
         return instantiate(cfg.model, dataset=dataset), instantiate(cfg.sampler)
 
     def objective(self, cfg, model):

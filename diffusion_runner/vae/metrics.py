@@ -32,9 +32,9 @@ class Purity(Metric):
         self.n_points = n_points
 
     def __call__(self, ctx):
-        points, modes = ctx.source.sample_labeled(self.n_points, ctx.rng)
+        points, modes = ctx.training.sample_labeled(self.n_points, ctx.rng)
         categories = ctx.model.categorise(torch.as_tensor(points, device=ctx.device)).cpu().numpy()
-        counts = confusion(modes, categories, ctx.source.n_classes, ctx.model.categories)
+        counts = confusion(modes, categories, ctx.training.n_classes, ctx.model.categories)
         seen = counts.sum(1) > 0
         share = counts[seen].max(1) / counts[seen].sum(1)
         return {"purity": float(share.mean()), "purity_min": float(share.min()),
