@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 
 from diffusion_runner.data import Dataset, GaussianMixture
 from diffusion_runner.errors import ConfigError
-from diffusion_runner.metrics import EMD, KLKDE, Chamfer, EvalContext, Strays
+from diffusion_runner.metrics import EMD, KLKDE, W2, Chamfer, EvalContext, Strays
+from tests.conftest import compose_config
 
 
 class Fixed(Dataset):
@@ -42,6 +44,21 @@ def test_identical_sets_have_zero_distance(cloud):
 def test_emd_of_a_shifted_set_is_the_shift(cloud):
     shift = np.array([0.3, -0.4], dtype=np.float32)  # |shift| = 0.5; the identity matching is optimal
     assert EMD(n=400)(ctx(cloud + shift, Fixed(cloud), None))["emd"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_w2_of_a_shuffled_set_is_zero_and_of_a_shifted_set_the_shift(cloud):
+    # For squared cost a translate's optimal pairing is the identity: W2 = |shift| = 5 exactly.
+    shuffled = cloud[np.random.default_rng(1).permutation(len(cloud))]
+    assert W2.distance(shuffled, cloud) == pytest.approx(0.0, abs=1e-6)
+    assert W2.distance(cloud + np.array([3.0, 4.0], dtype=np.float32), cloud) == pytest.approx(5.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gmm8", "gmm", "moons", "swiss_roll", "circles", "checkerboard"])
+def test_two_draws_of_every_points_dataset_are_independent_so_the_w2_floor_is_positive(name):
+    """A dataset draws independent points (sklearn's moons and circles alone would place them evenly, twice alike)."""
+    dataset = instantiate(compose_config([f"dataset={name}"]).dataset)
+    out = W2(n=500)(ctx(np.zeros((500, dataset.dim), np.float32), dataset, np.random.default_rng(0)))
+    assert out["w2_floor"] > 0.05, out
 
 
 def test_chamfer_of_single_point_clouds_is_twice_the_squared_distance(cloud):

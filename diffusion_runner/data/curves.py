@@ -1,5 +1,6 @@
-"""2-D curves after HelloScore: sklearn generators with noise 0, then (x - mean) / std * 2 with one scalar mean and
-std."""
+"""2-D curves after HelloScore: the curves of sklearn's generators with noise 0, then (x - mean) / std * 2 with one
+scalar mean and std. Every draw is independent: sklearn's make_moons and make_circles place their n points evenly
+along the curves (two of their draws coincide), so moons and circles draw the same curves' points at random."""
 
 from __future__ import annotations
 
@@ -45,14 +46,18 @@ class SwissRoll(NormalisedCurve):
 
 
 class Moons(NormalisedCurve):
-    """sklearn make_moons(noise=0)."""
+    """The two half circles of sklearn's make_moons(noise=0): each point on either one with probability 1/2, at an angle
+    uniform in [0, pi] (the outer (cos a, sin a), the inner (1 - cos a, 1/2 - sin a))."""
 
     def raw_sample(self, n, rng):
-        return skd.make_moons(n, noise=0.0, random_state=_sklearn_seed(rng))[0]
+        angle, inner = rng.uniform(0.0, np.pi, n), rng.random(n) < 0.5
+        return np.stack([np.where(inner, 1 - np.cos(angle), np.cos(angle)),
+                         np.where(inner, 0.5 - np.sin(angle), np.sin(angle))], axis=1)
 
 
 class Circles(NormalisedCurve):
-    """sklearn make_circles(noise=0, factor): two concentric circles with radius ratio `factor`."""
+    """The two concentric circles of sklearn's make_circles(noise=0, factor), radii 1 and `factor`: each point on either
+    one with probability 1/2, at an angle uniform in [0, 2 pi]."""
 
     def __init__(self, factor: float = 0.8, scale: float = 2.0):
         if not 0 < factor < 1:
@@ -61,7 +66,8 @@ class Circles(NormalisedCurve):
         super().__init__(scale)
 
     def raw_sample(self, n, rng):
-        return skd.make_circles(n, noise=0.0, factor=self.factor, random_state=_sklearn_seed(rng))[0]
+        angle, radius = rng.uniform(0.0, 2 * np.pi, n), np.where(rng.random(n) < 0.5, self.factor, 1.0)
+        return radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
 class Checkerboard(NormalisedCurve):
