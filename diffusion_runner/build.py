@@ -90,7 +90,13 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
 def build_source(cfg: DictConfig, dataset: Dataset, family: Family) -> Dataset:
     """The job's `source` in the dataset's shape: the default Gaussian for every family, any dataset of the same
     shape for a family that transports (a ConfigError naming `source` otherwise)."""
-    source = instantiate(cfg.source)
+    try:
+        source = instantiate(cfg.source)
+    except Exception as e:  # a dataset option names its own keys under `dataset.`: here they are under `source.`
+        cause = e if isinstance(e, ConfigError) else e.__cause__
+        if isinstance(cause, ConfigError) and str(cause).startswith("dataset."):
+            raise ConfigError("source." + str(cause).removeprefix("dataset.")) from e
+        raise
     if isinstance(source, Gaussian):
         source = source.like(dataset)
     default = isinstance(source, Gaussian) and source.std == 1.0 and source.shape == dataset.shape

@@ -14,7 +14,7 @@ from diffusion_runner.flow import CFM, ExactOT, SchrodingerBridge, VariancePrese
 from diffusion_runner.flow.couplings import entropic_plan, exact_pairing, squared_costs
 from diffusion_runner.loggers import NoLogger
 from diffusion_runner.pipeline import run
-from tests.conftest import compose_config
+from tests.conftest import all_options, compose_config
 from tests.test_families import SMALL
 
 MATCHERS = [CFM(0.1), ExactOT(0.1), SchrodingerBridge(0.5), VariancePreserving(0.1)]
@@ -88,11 +88,29 @@ def test_a_learned_flow_from_a_gaussian_to_a_gaussian_has_the_closed_form_likeli
     assert results["kl_ode"] > -3 * results["kl_ode_se"]
 
 
+@pytest.mark.parametrize("overrides", [
+    ["matcher=ot_cfm", "sampler.method=euler"],
+    ["matcher=sb_cfm", "sampler=flow_sde"],
+    ["matcher=vp", "sampler.method=RK45", "sampler.rtol=1e-3", "sampler.atol=1e-3"],
+], ids=["ot_cfm-euler", "sb_cfm-sde", "vp-RK45"])
+def test_every_matcher_and_sampler_runs_a_short_job_to_its_transport_metrics(overrides, tmp_path):
+    results = {}
+    run(compose_config(["family=flow", *SMALL["flow"], *overrides]), tmp_path, NoLogger(), results)
+    assert results["nfe"] > 0 and results["transport_ratio"] >= 1 - 1e-9, results
+    assert all(math.isfinite(results[f"w2_euler_{k}"]) for k in (5, 10, 20))
+    assert (tmp_path / "paths.png").exists()
+
+
+def test_every_dataset_option_is_also_a_source_option():
+    assert all_options("source") == sorted([*all_options("dataset"), "gaussian"])
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["family=flow", "source=gmm"], "source: GaussianMixture gives samples of shape (3,), the dataset GaussianMixture "
                                     "of shape (2,)"),
     (["source=moons"], "source: family diffusion_runner.score.Score starts from its own Gaussian prior; a source "
                        "other than source=gaussian needs family=flow"),
+    (["family=flow", "source=moons", "source.scale=-1"], "source.scale: must be positive, got -1"),
     (["+matcher=cfm"], "matcher: unknown key (family diffusion_runner.score.Score takes"),
     (["family=flow", "sampler=flow_sde"], "sampler: flow_sde samples the bridge's SDE, which needs the score that CFM "
                                           "does not learn"),
