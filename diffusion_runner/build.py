@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import torch
@@ -33,17 +34,20 @@ class Parts:
     callbacks: list[Callback]  # around the training loop (train.callbacks)
 
 
-def build_metrics(cfg: DictConfig, target: Dataset, request: Request | None = None,
-                  source: Dataset | None = None) -> dict[str, Metric]:
+def build_metrics(cfg: DictConfig, target: Dataset, request: Request, source: Dataset,
+                  model: Model) -> dict[str, Metric]:
     """The configured metrics (cfg = the eval section), dropping with a log line those the job cannot support."""
-    request = request or Request()
     metrics = {}
     for name, node in cfg.metrics.items():
         metric = instantiate(node)
+        if not isinstance(model, metric.model_type):
+            kind = metric.model_type
+            raise ConfigError(f"eval.metrics.{name}: {type(metric).__name__} measures a {kind.__module__}."
+                              f"{kind.__name__}, not a {type(model).__name__}")
         if metric.needs_density and not target.has_density:
             log.info("metric %s skipped: %s has no closed-form density", name, type(target).__name__)
             continue
-        if metric.needs_source_density and source is not None and not source.has_density:
+        if metric.needs_source_density and not source.has_density:
             log.info("metric %s skipped: the source %s has no closed-form density", name, type(source).__name__)
             continue
         if metric.needs_classes and target.n_classes < 1:
@@ -79,7 +83,7 @@ def build(cfg: DictConfig, device: torch.device | str = "cpu") -> Parts:
     model = model.to(device)
     sampler.request.check(model, dataset)
     target = sampler.request.target(dataset)
-    metrics = build_metrics(cfg.eval, target, sampler.request, source)
+    metrics = build_metrics(cfg.eval, target, sampler.request, source, model)
     callbacks = [instantiate(node) for node in (cfg.train.get("callbacks") or {}).values()]
     if cfg.eval.every is not None:
         check_curve(cfg.eval, metrics)
@@ -92,17 +96,20 @@ def build_source(cfg: DictConfig, dataset: Dataset, family: Family) -> Dataset:
     shape for a family that transports (a ConfigError naming `source` otherwise)."""
     try:
         source = instantiate(cfg.source)
-    except Exception as e:  # a dataset option names its own keys under `dataset.`: here they are under `source.`
+    except Exception as e:  # a dataset option names its own keys under `dataset`: here they are under `source`
         cause = e if isinstance(e, ConfigError) else e.__cause__
-        if isinstance(cause, ConfigError) and str(cause).startswith("dataset."):
-            raise ConfigError("source." + str(cause).removeprefix("dataset.")) from e
+        if isinstance(cause, ConfigError) and re.match(r"dataset[.:]", str(cause)):
+            raise ConfigError("source" + str(cause).removeprefix("dataset")) from e
         raise
     if isinstance(source, Gaussian):
         source = source.like(dataset)
-    default = isinstance(source, Gaussian) and source.std == 1.0 and source.shape == dataset.shape
-    if not family.transports and not default:
-        raise ConfigError(f"source: family {cfg.family._target_} starts from its own Gaussian prior; a source other "
-                          f"than source=gaussian needs family=flow")
+    if not family.transports:
+        if not isinstance(source, Gaussian):
+            raise ConfigError(f"source: family {cfg.family._target_} starts from its own prior; a dataset as the "
+                              f"source needs family=flow")
+        if source.std != 1.0 or source.shape != dataset.shape:
+            raise ConfigError(f"source: family {cfg.family._target_} starts from its own prior; source.std and "
+                              f"source.dim change the start of family=flow only")
     if source.shape != dataset.shape:
         raise ConfigError(f"source: {type(source).__name__} gives samples of shape {tuple(source.shape)}, the dataset "
                           f"{type(dataset).__name__} of shape {tuple(dataset.shape)}: a transport maps between equal "

@@ -55,6 +55,7 @@ class Metric(ABC):
     min_samples: int = 0  # generated samples it looks at (0: none)
     max_dim: int | None = None  # the most data dimensions it can serve (skipped, with a warning, beyond)
     kinds: ClassVar[tuple[str, ...]] = ("points", "images")  # the kinds of data it serves (Dataset.kind)
+    model_type: ClassVar[type] = Model  # the models it can measure (a config error for another)
 
     @abstractmethod
     def __call__(self, ctx: EvalContext) -> dict[str, float | str]:
@@ -145,8 +146,9 @@ class EMD(Metric):
 class W2(Metric):
     """The 2-Wasserstein distance between the first n generated points and n fresh reference points: the exact
     optimal assignment (scipy linear_sum_assignment) under squared Euclidean cost, W2 = sqrt(mean matched cost), in
-    the data's units. `w2_floor` is the same between two independent draws of n reference points: what n points
-    of the true distribution score (W2 between samples of n is biased upward, so state n)."""
+    the data's units. `w2_floor` is the same between the reference and n other fresh points: what n points of the
+    true distribution score (W2 between samples of n is biased upward, so state n). Both sets come from one draw of
+    2n points, so a dataset of rows gives them disjoint held-out rows when it holds 2n of them."""
 
     kinds = ("points",)  # distances between pixels of whole images say little about them
 
@@ -162,9 +164,8 @@ class W2(Metric):
         return float(np.sqrt(cost[rows, cols].mean()))
 
     def __call__(self, ctx):
-        reference = ctx.dataset.sample(self.n, ctx.rng)
-        return {"w2": self.distance(ctx.samples[: self.n], reference),
-                "w2_floor": self.distance(ctx.dataset.sample(self.n, ctx.rng), reference)}
+        reference, other = np.split(ctx.dataset.sample(2 * self.n, ctx.rng), 2)
+        return {"w2": self.distance(ctx.samples[: self.n], reference), "w2_floor": self.distance(other, reference)}
 
 
 class OnMode(Metric):

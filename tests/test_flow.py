@@ -108,9 +108,13 @@ def test_every_dataset_option_is_also_a_source_option():
 @pytest.mark.parametrize("overrides,message", [
     (["family=flow", "source=gmm"], "source: GaussianMixture gives samples of shape (3,), the dataset GaussianMixture "
                                     "of shape (2,)"),
-    (["source=moons"], "source: family diffusion_runner.score.Score starts from its own Gaussian prior; a source "
-                       "other than source=gaussian needs family=flow"),
+    (["source=moons"], "source: family diffusion_runner.score.Score starts from its own prior; a dataset as the "
+                       "source needs family=flow"),
+    (["source.std=2"], "source: family diffusion_runner.score.Score starts from its own prior; source.std and "
+                       "source.dim change the start of family=flow only"),
     (["family=flow", "source=moons", "source.scale=-1"], "source.scale: must be positive, got -1"),
+    (["+eval.metrics.transport._target_=diffusion_runner.flow.Transport"],
+     "eval.metrics.transport: Transport measures a diffusion_runner.flow.model.VelocityField, not a Preconditioned"),
     (["+matcher=cfm"], "matcher: unknown key (family diffusion_runner.score.Score takes"),
     (["family=flow", "sampler=flow_sde"], "sampler: flow_sde samples the bridge's SDE, which needs the score that CFM "
                                           "does not learn"),

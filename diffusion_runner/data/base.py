@@ -59,6 +59,10 @@ class Dataset(ABC):
         """log |det d to_model / dx| per point, in nats: log p_data(x) = log p_model(to_model(x)) + this."""
         return 0.0
 
+    def __deepcopy__(self, memo) -> Dataset:
+        """A dataset does not change once built: a deep copy of what holds one (a model and its EMA) shares it."""
+        return self
+
     @cached_property
     def std(self) -> float:
         """Scalar standard deviation over all entries (the data scale), in the model's units."""

@@ -1,4 +1,4 @@
-"""The standard normal N(0, std^2 I): the default source of a transport (`source=gaussian`)."""
+"""The normal distribution N(0, std^2 I): the default source of a transport (`source=gaussian`)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ class Flow(Family):
     """`source` (a Gaussian or any dataset of the data's shape), `matcher` (the paths and the coupling:
     diffusion_runner.flow.matchers), `model` (a velocity field, diffusion_runner.flow.VelocityField), `loss` (flow
     matching) and `sampler` (the ODE, or the bridge's SDE). With a Gaussian source its likelihood is the ODE's
-    (diffusion_runner.flow.likelihood, kind `ode`). It draws paths.png, the transport's paths (2-D points)."""
+    (diffusion_runner.flow.likelihood, kind `ode`). It draws paths.png, the transport's paths (2-D points, in the
+    model's units)."""
 
     model_sections = ("source", "matcher", "model")
     types = {"matcher": Matcher, "model": VelocityField, "loss": FlowMatching, "sampler": FlowSampler}
@@ -51,8 +52,8 @@ class Flow(Family):
         with torch.inference_mode():
             FlowODE(steps=PATH_STEPS).generate(model, (PATH_POINTS, *dataset.shape), None, generator, device,
                                                 callback=lambda info: states.append(info["x"].cpu().numpy()))
-        states = dataset.from_model(np.stack(states))
-        plots.paths(states, dataset.sample(5000, rng), out_dir / "paths.png",
+        # in the model's units: a flow's states between a source and a data in other units have no data units
+        plots.paths(np.stack(states), dataset.to_model(dataset.sample(5000, rng)), out_dir / "paths.png",
                     f"{type(model.source).__name__} -> {type(dataset).__name__}: {type(model.matcher).__name__}, "
                     f"Heun {PATH_STEPS} steps")
         return ["paths"]

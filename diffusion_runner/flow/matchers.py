@@ -3,7 +3,8 @@
 A matcher pairs a batch of source points x0 with target points x1 (its coupling), and defines for each pair a path
 x_t = mu_t(x0, x1) + sigma_t eps, eps ~ N(0, I), t in [0, 1], with its velocity u_t = d x_t / dt at fixed eps; the
 flow v_theta(x, t) is fit to E[u_t | x_t], whose ODE carries the source's law to the target's. `sigma` is in the
-data's units and must be positive (a small one keeps the paths nearly deterministic).
+model's units (the data's, unless a points file is standardised) and must be positive (a small one keeps the paths
+nearly deterministic).
 
 - CFM: mu_t = t x1 + (1 - t) x0, sigma_t = sigma, u_t = x1 - x0, independent pairs (Lipman et al. 2023; Tong et
   al.'s I-CFM);
@@ -42,10 +43,14 @@ class Matcher:
         """The pairs (x0_i, x1_i) a batch trains on: here the batches as drawn (independent)."""
         return x0, x1
 
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(a_t, b_t) with mu_t = a_t x0 + b_t x1, each of t's shape: here (1 - t, t)."""
+        return 1 - t, t
+
     def mean(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
         """mu_t, for t of shape (batch,)."""
-        t = append_dims(t, x0.ndim)
-        return t * x1 + (1 - t) * x0
+        a, b = (append_dims(c, x0.ndim) for c in self.coefficients(t))
+        return a * x0 + b * x1
 
     def std(self, t: Tensor) -> Tensor:
         """sigma_t, shape (batch,)."""
@@ -96,9 +101,8 @@ class SchrodingerBridge(Matcher):
 class VariancePreserving(Matcher):
     """The trigonometric interpolant between x0 and x1."""
 
-    def mean(self, x0, x1, t):
-        t = append_dims(t, x0.ndim)
-        return torch.cos(math.pi / 2 * t) * x0 + torch.sin(math.pi / 2 * t) * x1
+    def coefficients(self, t):
+        return torch.cos(math.pi / 2 * t), torch.sin(math.pi / 2 * t)
 
     def velocity(self, x0, x1, t, xt):
         t = append_dims(t, x0.ndim)

@@ -1,9 +1,10 @@
 """The flow's model: a velocity field v_theta(x, t) on t in [0, 1] that carries its source (t = 0) to the data
 (t = 1), and for a matcher that learns it, the score of the path's marginal, s_theta(x, t) ~ grad log p_t(x).
 
-The backbone sees c_in x with c_in = 1 / sqrt((1 - t)^2 sigma_0^2 + t^2 sigma_1^2 + sigma_t^2), the scale of x_t
-on the straight path between the source's and the data's scalar stds (sigma_0, sigma_1), and the time features
-emb(1000 t); its output is the velocity in the data's units per unit time.
+The backbone sees c_in x with c_in = 1 / sqrt(a_t^2 sigma_0^2 + b_t^2 sigma_1^2 + sigma_t^2), the scale of
+x_t = a_t x0 + b_t x1 + sigma_t eps on the matcher's path for independent x0 and x1 of the source's and the data's
+scalar stds (sigma_0, sigma_1), and the time features emb(1000 t); its output is the velocity in the model's units
+(the data's, unless a points file is standardised) per unit time.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ class VelocityField(Model):
         self.score_net = backbone(shape=self.shape, features=time_embed_dim) if matcher.learns_score else None
 
     def _inputs(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        scale = ((1 - t) ** 2 * self.source_std**2 + t**2 * self.data_std**2 + self.matcher.std(t) ** 2).rsqrt()
+        a, b = self.matcher.coefficients(t)
+        scale = (a**2 * self.source_std**2 + b**2 * self.data_std**2 + self.matcher.std(t) ** 2).rsqrt()
         return append_dims(scale, x.ndim) * x, self.embed(1000.0 * t)
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor:
-        """v_theta at x (batch, ...) and times t (batch,), in the data's units per unit time."""
+        """v_theta at x (batch, ...) and times t (batch,), in the model's units per unit time."""
         return self.net(*self._inputs(x, t))
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:

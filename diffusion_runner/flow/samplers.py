@@ -53,8 +53,8 @@ class Counting:
 
 class FlowODE(FlowSampler):
     """The ODE dx/dt = v_theta(x, t): `euler` (1 evaluation a step) or `heun` (2: Euler's predictor, then the
-    trapezoid) on `steps` equal steps, or an adaptive pair of scipy's solve_ivp (ode.METHODS; rtol, atol, steps
-    unused), whose accepted steps the callback sees."""
+    trapezoid) on `steps` equal steps, or an adaptive pair of scipy's solve_ivp (ode.METHODS, to rtol and atol;
+    `steps` unused), whose accepted steps the callback sees."""
 
     FIXED = ("euler", "heun")
 

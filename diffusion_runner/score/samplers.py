@@ -250,7 +250,7 @@ class DPMSolverPP(ScoreSampler):
 
     ORDERS = (1, 2, 3)
 
-    def __init__(self, steps: int = 10, grid: Grid | None = None, order: int = 2, lower_order_final: bool = True,
+    def __init__(self, steps: int = 10, grid: Grid | None = None, order: int = 3, lower_order_final: bool = False,
                  **request):
         super().__init__(**request)
         self.steps, self.grid = integer_option(steps, "sampler.steps"), grid or Log()
