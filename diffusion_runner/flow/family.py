@@ -12,10 +12,10 @@ from diffusion_runner.family import Family
 from diffusion_runner.flow.matchers import Matcher
 from diffusion_runner.flow.model import VelocityField
 from diffusion_runner.flow.objective import FlowMatching
-from diffusion_runner.flow.samplers import FlowODE, FlowSampler
+from diffusion_runner.flow.samplers import BridgeSDE, FlowODE, FlowSampler
 
 SOURCE_STREAM = 100  # the source's training rows: a random stream of its own beside the job's (pipeline's streams)
-PATH_POINTS, PATH_STEPS = 2000, 100  # paths.png: points carried by Heun's method on this many steps
+PATH_POINTS, PATH_STEPS = 2000, 100  # paths.png: points carried on this many steps (the ODE by Heun, a bridge's SDE)
 
 
 class Flow(Family):
@@ -23,7 +23,7 @@ class Flow(Family):
     diffusion_runner.flow.matchers), `model` (a velocity field, diffusion_runner.flow.VelocityField), `loss` (flow
     matching) and `sampler` (the ODE, or the bridge's SDE). With a Gaussian source its likelihood is the ODE's
     (diffusion_runner.flow.likelihood, kind `ode`). It draws paths.png, the transport's paths (2-D points, in the
-    model's units)."""
+    model's units): the ODE's, or a Schrodinger bridge's SDE's."""
 
     model_sections = ("source", "matcher", "model")
     types = {"matcher": Matcher, "model": VelocityField, "loss": FlowMatching, "sampler": FlowSampler}
@@ -49,11 +49,13 @@ class Flow(Family):
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         states = []
+        sampler, how = ((BridgeSDE(steps=PATH_STEPS), "its SDE") if model.matcher.learns_score
+                        else (FlowODE(steps=PATH_STEPS), "Heun"))
         with torch.inference_mode():
-            FlowODE(steps=PATH_STEPS).generate(model, (PATH_POINTS, *dataset.shape), None, generator, device,
-                                                callback=lambda info: states.append(info["x"].cpu().numpy()))
+            sampler.generate(model, (PATH_POINTS, *dataset.shape), None, generator, device,
+                             callback=lambda info: states.append(info["x"].cpu().numpy()))
         # in the model's units: a flow's states between a source and a data in other units have no data units
         plots.paths(np.stack(states), dataset.to_model(dataset.sample(5000, rng)), out_dir / "paths.png",
                     f"{type(model.source).__name__} -> {type(dataset).__name__}: {type(model.matcher).__name__}, "
-                    f"Heun {PATH_STEPS} steps")
+                    f"{how}, {PATH_STEPS} steps")
         return ["paths"]
