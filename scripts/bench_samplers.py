@@ -7,12 +7,15 @@ TRAIN_SWEEP is a sweep directory with checkpoints, e.g. that of `python -m diffu
 experiment=writeup_table`. Every sampler setting is one sweep of the real command line,
 `python -m diffusion_runner -m +row=ROWS seed=SEEDS ckpt_path=TRAIN_SWEEP sampler=...`, run with the basic launcher
 (one job at a time, so the sampling times compare) into DIR/<setting>/, where its own report is written too. The
-script then prints one markdown table over all settings, and each learned model's kl_ode from TRAIN_SWEEP.
+script then prints one markdown table over all settings (kl_kde and chamfer as differences from the first setting,
+em-1000, paired by seed: the same checkpoint, prior seed and evaluation references), a summary of each setting's
+largest mean relative difference over the rows, and each learned model's kl_ode from TRAIN_SWEEP.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
@@ -47,9 +50,12 @@ SETTINGS = {
     "dpm2-10-lof": ["sampler=dpm_solver", "sampler.order=2", "sampler.lower_order_final=true"],
     "dpm3-10": ["sampler=dpm_solver"],
     "dpm3-10-lof": ["sampler=dpm_solver", "sampler.lower_order_final=true"],
-    "dpm3-10-karras": ["sampler=dpm_solver", "sampler/grid=karras"],
+    "dpm2-15": ["sampler=dpm_solver", "sampler.order=2", "sampler.steps=15"],
     "dpm3-15": ["sampler=dpm_solver", "sampler.steps=15"],
+    "dpm2-20": ["sampler=dpm_solver", "sampler.order=2", "sampler.steps=20"],
     "dpm3-20": ["sampler=dpm_solver", "sampler.steps=20"],
+    "dpm3-30": ["sampler=dpm_solver", "sampler.steps=30"],
+    "dpm3-40": ["sampler=dpm_solver", "sampler.steps=40"],
     "ode-rtol1e-3": ["sampler=ode", "sampler.rtol=1e-3", "sampler.atol=1e-3"],
     "ode-rtol1e-5": ["sampler=ode"],
 }
@@ -68,6 +74,12 @@ def run_setting(name: str, overrides: list[str], args) -> Path:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     print(f"  {time.perf_counter() - start:.0f} s", flush=True)
     return sweep
+
+
+def relative_change(entry, reference, metric: str) -> dict[int, float]:
+    """seed -> 100 (metric / reference's metric - 1) over the seeds both finished (the same evaluation references)."""
+    mine, theirs = entry.by_seed(metric), reference.by_seed(metric)
+    return {s: 100 * (mine[s] / theirs[s] - 1) for s in sorted(mine.keys() & theirs.keys())}
 
 
 def by_row(sweep: Path):
@@ -92,18 +104,36 @@ def main():
     results = {name: by_row(run_setting(name, SETTINGS[name], args)) for name in names}
     reference = results[names[0]]
     print(f"\nSettings: {args.rows} x seeds {args.seeds}; checkpoints from {args.train_sweep}\n")
-    print("| sampler | row | NFE | kl_kde | kl_kde − em-1000 (paired) | chamfer | sampling s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| sampler | row | NFE | kl_kde | kl_kde − em-1000 (paired) | kl_kde Δ% per seed | chamfer | chamfer Δ% per "
+          "seed | sampling s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    worst: dict[str, dict[str, float]] = {}  # setting -> metric -> the largest |mean Δ%| over the rows
     for row in args.rows.split(","):
         for name in names:
             entry = results[name].get(row)
             if entry is None:
                 continue
-            stats = entry.stats
+            stats, first = entry.stats, name == names[0]
             paired = entry.excess_over(reference[row], "kl_kde")
+            cells = []
+            for metric in ("kl_kde", "chamfer"):
+                changes = relative_change(entry, reference[row], metric)
+                if not first and changes:
+                    mean = float(np.mean(list(changes.values())))
+                    worst.setdefault(name, {})[metric] = max(worst.get(name, {}).get(metric, 0.0), abs(mean))
+                    cells.append(f"{mean:+.1f} ({', '.join(f'{v:+.1f}' for v in changes.values())})")
+                else:
+                    cells.append("")
             print(f"| {name} | {row} | {stats['nfe'][0]:.0f} | {format_stat(stats.get('kl_kde'))} | "
-                  f"{format_stat(paired) if name != names[0] else ''} | {format_stat(stats.get('chamfer'))} | "
-                  f"{format_stat(stats.get('sample_seconds'), 2)} |")
+                  f"{format_stat(paired) if not first else ''} | {cells[0]} | {format_stat(stats.get('chamfer'))} | "
+                  f"{cells[1]} | {format_stat(stats.get('sample_seconds'), 2)} |")
+    print(f"\nThe largest |mean Δ%| against {names[0]} over the rows (the goal: both within 2%):\n")
+    print("| sampler | NFE (first row) | kl_kde | chamfer |")
+    print("|---|---|---|---|")
+    for name, by_metric in worst.items():
+        nfe = next(iter(results[name].values())).stats["nfe"][0]
+        print(f"| {name} | {nfe:.0f} | {by_metric.get('kl_kde', math.nan):.1f}% | "
+              f"{by_metric.get('chamfer', math.nan):.1f}% |")
     train_jobs, _ = load_jobs(args.train_sweep)
     print("\nkl_ode of each model (from its training job, mean ± std over seeds):")
     for row in args.rows.split(","):
