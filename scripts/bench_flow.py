@@ -1,14 +1,15 @@
 """The flow family's benchmarks, each a sweep of the real command line followed by one markdown table:
 
     python scripts/bench_flow.py likelihood [--seeds 0,1,2] [--out DIR]
-    python scripts/bench_flow.py transport [--seeds 0,1,2] [--train-steps 10000] [--out DIR]
+    python scripts/bench_flow.py transport [--seeds 0,1,2] [--train-steps N] [--out DIR]
     python scripts/bench_flow.py bridge [--seeds 0] [--out DIR]
 
 - likelihood: the flow (cfm) against the score family (VP SDE, DSM) on gmm8 from N(0, I), same MLP, steps and
   batch: kl_ode (both by the ODE of their model), nll, training seconds (one job at a time, so the times compare).
-- transport: 8 Gaussians -> moons (`source=gmm8 dataset=moons`) with every matcher, once per seed: the transport
-  metric's W2 (exact OT over its n points) of the map by Euler's method at 5, 10, 20 and 100 NFE, against the floor
-  of two draws of moons, and W2 at 10 NFE over W2 at 100 NFE, paired by seed.
+- transport: 8 Gaussians -> moons (`source=gmm8 dataset=moons`) with every matcher, once per seed, for the job's
+  train.steps unless --train-steps: the transport metric's W2 (exact OT over its n points) of the map by Euler's
+  method at 5, 10, 20 and 100 NFE, against the floor of two draws of moons, and W2 at 10 NFE over W2 at 100 NFE,
+  paired by seed.
 - bridge: `experiment=bridge` (moons <-> swiss roll both ways, the Schrodinger-bridge matcher): W2 against the
   floor by the bridge's SDE (the experiment's sampler), and by the flow's ODE from the same checkpoints.
 
@@ -66,15 +67,18 @@ def likelihood(args) -> None:
 
 
 def transport(args) -> None:
+    steps = [] if args.train_steps is None else [f"train.steps={args.train_steps}"]
     trained = sweep(args.out / "transport", ["family=flow", "source=gmm8", "dataset=moons", "~eval.metrics.likelihood",
-                                             f"matcher={','.join(MATCHERS)}", f"seed={args.seeds}",
-                                             f"train.steps={args.train_steps}"], parallel=True)
+                                             f"matcher={','.join(MATCHERS)}", f"seed={args.seeds}", *steps],
+                    parallel=True)
     rows = rows_by(trained, "matcher")
-    n = rows[MATCHERS[0]].jobs[0].config["eval"]["metrics"]["transport"]["n"]
-    print(f"\n8 Gaussians -> moons, {args.train_steps} training steps, seeds {args.seeds}: W2 over n = {n} points of "
-          f"the map by Euler's method at each NFE (the same source draws and references in a job), mean ± std over "
-          f"seeds; W2 floor (two draws of moons) {format_stat(rows[MATCHERS[0]].stats['w2_floor'])}; and W2 at 10 NFE "
-          f"over W2 at 100 NFE, paired by seed\n")
+    config = rows[MATCHERS[0]].jobs[0].config
+    n = config["eval"]["metrics"]["transport"]["n"]
+    floor = format_stat(rows[MATCHERS[0]].stats["w2_floor"])
+    print(f"\n8 Gaussians -> moons, {config['train']['steps']} training steps, seeds {args.seeds}: W2 over n = {n} "
+          f"points of the map by Euler's method at each NFE (the same source draws and references in a job), "
+          f"mean ± std over seeds; W2 floor (two draws of moons) {floor}; and W2 at 10 NFE over W2 at 100 NFE, "
+          f"paired by seed\n")
     columns = [*(f"w2_euler_{k}" for k in FEW_STEPS), "w2_map"]
     print("| matcher | " + " | ".join(f"W2 @ {k} NFE" for k in (*FEW_STEPS, 100)) + " | W2(10) / W2(100) "
           "| transport_ratio | straightness | train s |")
@@ -109,7 +113,7 @@ def main():
     parser.add_argument("bench", choices=["likelihood", "transport", "bridge"])
     parser.add_argument("--out", type=Path, default=Path(f"outputs/sweeps/flow/{time.strftime('%Y%m%d-%H%M%S')}"))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--train-steps", type=int, default=10000)
+    parser.add_argument("--train-steps", type=int, help="transport's training steps (default: the job's)")
     args = parser.parse_args()
     {"likelihood": likelihood, "transport": transport, "bridge": bridge}[args.bench](args)
 

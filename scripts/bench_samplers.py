@@ -50,6 +50,8 @@ SETTINGS = {
     "dpm2-10-lof": ["sampler=dpm_solver", "sampler.order=2", "sampler.lower_order_final=true"],
     "dpm3-10": ["sampler=dpm_solver"],
     "dpm3-10-lof": ["sampler=dpm_solver", "sampler.lower_order_final=true"],
+    "dpm3-10-karras": ["sampler=dpm_solver", "sampler/grid=karras"],
+    "dpm3-10-uniform": ["sampler=dpm_solver", "sampler/grid=uniform"],
     "dpm2-15": ["sampler=dpm_solver", "sampler.order=2", "sampler.steps=15"],
     "dpm3-15": ["sampler=dpm_solver", "sampler.steps=15"],
     "dpm2-20": ["sampler=dpm_solver", "sampler.order=2", "sampler.steps=20"],
