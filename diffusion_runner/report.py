@@ -214,6 +214,16 @@ def summarise(jobs: list[Job]) -> list[Row]:
     return list(rows.values())
 
 
+def rows_by(sweep_dir: Path, key: str) -> dict[str, Row]:
+    """The value of override `key` (e.g. "+row", "matcher") -> the Row of the sweep's jobs that set it to that value
+    (statistics over their seeds), in first-seen order."""
+    jobs, _ = load_jobs(sweep_dir)
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(next(o.split("=", 1)[1] for o in job.overrides if o.startswith(f"{key}=")), []).append(job)
+    return {value: summarise(group)[0] for value, group in groups.items()}
+
+
 def is_reference(oracle: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether an oracle job's config is the reference of a job's: the same shared sections (shared_sections), and
     every setting of the oracle's model (such as the chain's variance and schedule) the same in the job's model."""

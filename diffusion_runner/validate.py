@@ -44,7 +44,8 @@ def validate(cfg: DictConfig) -> None:
         _check_known(node.keys(), {f.name for f in fields(schema)} | extra, section,
                      "" if section else f" (family {cfg.family._target_} takes {', '.join(family.sections())})")
         _check_fields(node, schema, section)
-    for key in dict.fromkeys(("dataset", "source", "logger", *family.sections())):  # a family may own source
+    parts = dict.fromkeys(("dataset", "source", "logger", *family.sections()))  # once each: a family may own source
+    for key in parts:
         if cfg.get(key) is None:
             raise ConfigError(f"{key}: not set; family {cfg.family._target_} needs {', '.join(family.sections())}")
     for key, base in family.types.items():  # a part of another family first: its keys would be wrong too
@@ -56,7 +57,7 @@ def validate(cfg: DictConfig) -> None:
         if target is not None and not (isinstance(target, type) and issubclass(target, base)):
             raise ConfigError(f"{key}: {node._target_} is not a {base.__module__}.{base.__name__}, which family "
                               f"{cfg.family._target_} needs at {key}")
-    for key in dict.fromkeys(("dataset", "source", "logger", *family.sections())):  # a family may own source
+    for key in parts:
         check_target_node(cfg[key], key)
     for key in ("optimizer", "scheduler"):
         check_target_node(cfg.train[key], f"train.{key}")

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from diffusion_runner.flow.metrics import FEW_STEPS
-from diffusion_runner.report import format_stat, load_jobs, summarise
+from diffusion_runner.report import format_stat, rows_by
 
 MATCHERS = ("cfm", "ot_cfm", "sb_cfm", "vp")
 
@@ -42,15 +42,6 @@ def sweep(out: Path, overrides: list[str], parallel: bool = False) -> Path:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     print(f"  {time.perf_counter() - start:.0f} s", flush=True)
     return out
-
-
-def rows_by(out: Path, key: str) -> dict[str, object]:
-    """The value of override `key` -> the report's Row of the sweep's jobs with it (statistics over seeds)."""
-    jobs, _ = load_jobs(out)
-    groups: dict[str, list] = {}
-    for job in jobs:
-        groups.setdefault(next(o.split("=", 1)[1] for o in job.overrides if o.startswith(f"{key}=")), []).append(job)
-    return {value: summarise(group)[0] for value, group in groups.items()}
 
 
 def likelihood(args) -> None:

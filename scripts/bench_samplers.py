@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusion_runner.report import format_stat, load_jobs, summarise
+from diffusion_runner.report import format_stat, load_jobs, rows_by
 
 # name -> overrides; the first is the reference the others are compared with.
 SETTINGS = {
@@ -84,15 +84,6 @@ def relative_change(entry, reference, metric: str) -> dict[int, float]:
     return {s: 100 * (mine[s] / theirs[s] - 1) for s in sorted(mine.keys() & theirs.keys())}
 
 
-def by_row(sweep: Path):
-    """row name (the +row= override) -> the report's Row of that row's jobs (stats over seeds, by_seed)."""
-    jobs, _ = load_jobs(sweep)
-    rows: dict[str, list] = {}
-    for job in jobs:
-        rows.setdefault(next(o.split("=", 1)[1] for o in job.overrides if o.startswith("+row=")), []).append(job)
-    return {row: summarise(row_jobs)[0] for row, row_jobs in rows.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("train_sweep", type=Path)
@@ -103,7 +94,7 @@ def main():
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(SETTINGS)
     names = [next(iter(SETTINGS)), *[n for n in names if n != next(iter(SETTINGS))]]
-    results = {name: by_row(run_setting(name, SETTINGS[name], args)) for name in names}
+    results = {name: rows_by(run_setting(name, SETTINGS[name], args), "+row") for name in names}
     reference = results[names[0]]
     print(f"\nSettings: {args.rows} x seeds {args.seeds}; checkpoints from {args.train_sweep}\n")
     print("| sampler | row | NFE | kl_kde | kl_kde − em-1000 (paired) | kl_kde Δ% per seed | chamfer | chamfer Δ% per "
